@@ -1,0 +1,1 @@
+"""Reconstruction core: plain PyTorch, no ROS."""

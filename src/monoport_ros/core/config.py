@@ -1,0 +1,147 @@
+"""Configuration dataclasses: the single source of every tunable setting.
+
+``NetworkConfig`` describes an architecture (stored inside every checkpoint). ``MonoPortConfig`` holds the
+run-time settings; the ROS node declares one parameter per field, ``config/monoport.yaml`` and the launch
+files use the same names, and the CLI maps its options onto it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of the image encoder, the surface MLP and the colour MLP."""
+
+    image_size: int = 256                       # square crop fed to the encoder (pixels)
+    stem_channels: int = 32                     # channels after the stride-4 stem
+    stem_blocks: int = 1                        # residual blocks of HRNet's stage 1 (layer1)
+    stem_bottleneck: bool = False               # layer1 of bottlenecks (expansion 4) as in HRNetV2
+    branch_channels: tuple[int, ...] = (16, 32, 64)   # HRNet branch widths (1/4, 1/8, 1/16, ...)
+    stage_blocks: tuple[int, ...] = (1, 1)      # basic blocks per branch in stages 2, 3, ...
+    stage_modules: tuple[int, ...] = (1, 1)     # exchange modules in stages 2, 3, ...
+    feature_channels: int = 32                  # channels of the fused feature map (stride 4)
+    softz_bins: int = 8                         # Soft-Z ordinal depth bins (0 = scalar z)
+    surface_mlp: tuple[int, ...] = (128, 64, 32)     # hidden widths of the surface MLP
+    color_feature_channels: int = 16            # channels of the colour encoder's feature map
+    color_mlp: tuple[int, ...] = (64, 32)      # hidden widths of the colour MLP
+    mlp_skip: bool = True                       # re-inject the point feature at each hidden layer (PIFu)
+
+    @staticmethod
+    def preset(name: str) -> 'NetworkConfig':
+        """Return a named architecture: ``small`` (real time on a CPU) or ``monoport`` (published)."""
+        if name == 'small':
+            return NetworkConfig()
+        if name == 'monoport':
+            # MonoPort: HRNetV2-W18-small-v2 on a 512x512 crop, 256-channel stride-4 features,
+            # PIFu MLP 1024-512-256-128 with the feature re-injected at every layer.
+            return NetworkConfig(image_size=512, stem_channels=64, stem_blocks=2,
+                                 stem_bottleneck=True,
+                                 branch_channels=(18, 36, 72, 144), stage_blocks=(2, 2, 2),
+                                 stage_modules=(1, 3, 2), feature_channels=256, softz_bins=0,
+                                 surface_mlp=(1024, 512, 256, 128), color_feature_channels=256,
+                                 color_mlp=(1024, 512, 256, 128))
+        raise ValueError(f"unknown network preset {name!r}; expected 'small' or 'monoport'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> 'NetworkConfig':
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(NetworkConfig)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f'unknown network config keys: {sorted(unknown)}')
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return NetworkConfig(**kw)
+
+
+def _p(default: Any, description: str, *, lo: float | None = None, hi: float | None = None,
+       step: float | None = None, choices: tuple[str, ...] | None = None, dynamic: bool = True,
+       factory: Any = None) -> Any:
+    """Field with the metadata the ROS node turns into a ParameterDescriptor."""
+    meta = {'description': description, 'range': (lo, hi, step), 'choices': choices,
+            'dynamic': dynamic}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+VIEW_YAWS = {'front': 0.0, 'left': 90.0, 'back': 180.0, 'right': 270.0, 'side': 90.0}
+
+
+@dataclass
+class MonoPortConfig:
+    """Run-time settings of the reconstruction (and of the node that wraps it)."""
+
+    checkpoint: str = _p('', 'Model file (.safetensors or released .pth); empty = shipped default',
+                         dynamic=False)
+    resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
+    octree_depth: int = _p(4, 'Coarse-to-fine levels of surface localization (1 = dense)', lo=1, hi=7)
+    threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
+    geometry_device: str = _p('cpu', 'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
+                              dynamic=False)
+    color_device: str = _p('cpu', 'Torch device of the colour net and renderer', dynamic=False)
+    device_fallback: bool = _p(True, 'Fall back to cpu when a device is unavailable (else fail)',
+                               dynamic=False)
+    render_views: list[str] = _p(None, 'Direct-render views: front, left, back, right, side or yawNN',
+                                 factory=lambda: ['front', 'side', 'back'])
+    render_size: int = _p(256, 'Rendered image size (pixels, square)', lo=32, hi=1024)
+    mesh_max_triangles: int = _p(50000, 'Triangle budget of published meshes (0 = no limit)',
+                                 lo=0, hi=2000000)
+    frame_id: str = _p('', 'Frame of the outputs; empty = the input image frame')
+    max_rate: float = _p(0.0, 'Most reconstructions per second (0 = as fast as possible)',
+                         lo=0.0, hi=120.0)
+    subject_height: float = _p(1.7, 'Assumed subject height (m) for metric placement', lo=0.3, hi=3.0)
+    subject_distance: float = _p(0.0, 'Assumed subject distance (m) with camera_info; 0 = from height',
+                                 lo=0.0, hi=100.0)
+    segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')
+    max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
+                               hi=100_000_000)
+    image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription',
+                                choices=('best_effort', 'reliable'), dynamic=False)
+    output_reliability: str = _p('reliable', 'QoS reliability of the published outputs',
+                                 choices=('best_effort', 'reliable'), dynamic=False)
+    output_dir: str = _p('', 'Also write each result (mesh .ply, views .png) here; empty = off')
+    queue_size: int = _p(1, 'Frames waiting for the pipeline (newest wins)', lo=1, hi=16,
+                         dynamic=False)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field and why."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            lo, hi, _ = f.metadata['range']
+            if lo is not None and not (lo <= value <= hi):
+                raise ValueError(f'{f.name}={value!r} is outside [{lo}, {hi}]')
+            choices = f.metadata['choices']
+            if choices and value not in choices:
+                raise ValueError(f'{f.name}={value!r} is not one of {choices}')
+        if self.resolution & (self.resolution - 1):
+            raise ValueError(f'resolution={self.resolution} must be a power of two')
+        if self.resolution >> (self.octree_depth - 1) < 2:
+            raise ValueError(f'octree_depth={self.octree_depth} too deep for resolution '
+                             f'{self.resolution} (coarsest grid must be at least 2)')
+        for view in self.render_views:
+            view_yaw(view)
+
+    def replace(self, **changes: Any) -> 'MonoPortConfig':
+        """Validated copy with ``changes`` applied."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def view_yaw(view: str) -> float:
+    """Yaw angle (degrees, about the vertical axis) of a named view such as ``front`` or ``yaw45``."""
+    if view in VIEW_YAWS:
+        return VIEW_YAWS[view]
+    if view.startswith('yaw'):
+        try:
+            return float(view[3:])
+        except ValueError:
+            pass
+    raise ValueError(f'unknown render view {view!r}: use {sorted(VIEW_YAWS)} or yaw<degrees>')

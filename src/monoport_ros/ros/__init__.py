@@ -1,0 +1,1 @@
+"""Thin ROS 2 layer: messages in, core call, messages out."""
