@@ -1,0 +1,86 @@
+"""Meshing of a localized occupancy volume: marching cubes (scikit-image), decimation (Open3D)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.measure import marching_cubes
+
+from .localization import LocalizedVolume, surface_bounds
+
+
+@dataclass
+class SurfaceMesh:
+    """Triangle mesh in model space; ``colors`` (V, 3) float32 in [0, 1] or None."""
+
+    vertices: np.ndarray     # (V, 3) float32
+    faces: np.ndarray        # (F, 3) int32, counter-clockwise seen from outside
+    colors: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when there is no triangle."""
+        return self.faces.shape[0] == 0
+
+    @staticmethod
+    def nothing() -> 'SurfaceMesh':
+        """The empty mesh."""
+        return SurfaceMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32),
+                           np.zeros((0, 3), np.float32))
+
+
+def extract_mesh(volume: LocalizedVolume) -> SurfaceMesh:
+    """Iso-surface of ``volume.values`` at its threshold, in model space; closed for closed shapes.
+
+    Only the box around the inside voxels is meshed, padded with outside values so that a shape
+    touching the grid border is still closed.
+    """
+    box = surface_bounds(volume.occupancy)
+    if box is None:
+        return SurfaceMesh.nothing()
+    sub = volume.values[box].numpy()
+    padded = np.pad(sub, 1, mode='constant', constant_values=0.0)
+    verts, faces, _, _ = marching_cubes(padded, level=volume.threshold, allow_degenerate=False)
+    offset = np.array([b.start for b in box], dtype=np.float32) - 1.0
+    verts = (verts.astype(np.float32) + offset) * (2.0 / volume.resolution) - 1.0
+    # skimage orients faces for increasing values = outward normals pointing to low values when
+    # inside is high; flip to counter-clockwise-from-outside.
+    faces = np.ascontiguousarray(faces[:, ::-1]).astype(np.int32)
+    return SurfaceMesh(verts, faces)
+
+
+def decimate(mesh: SurfaceMesh, max_triangles: int) -> SurfaceMesh:
+    """Quadric decimation (Open3D) down to ``max_triangles``; colours follow the vertices."""
+    if max_triangles <= 0 or mesh.faces.shape[0] <= max_triangles:
+        return mesh
+    from .o3d import o3d
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices.astype(np.float64)),
+                                  o3d.utility.Vector3iVector(mesh.faces))
+    if mesh.colors is not None and len(mesh.colors) == len(mesh.vertices):
+        m.vertex_colors = o3d.utility.Vector3dVector(mesh.colors.astype(np.float64))
+    m = m.simplify_quadric_decimation(target_number_of_triangles=int(max_triangles))
+    m.remove_unreferenced_vertices()
+    colors = np.asarray(m.vertex_colors, dtype=np.float32) if m.has_vertex_colors() else None
+    return SurfaceMesh(np.asarray(m.vertices, dtype=np.float32), np.asarray(m.triangles, dtype=np.int32),
+                       colors)
+
+
+def is_watertight(mesh: SurfaceMesh) -> bool:
+    """Every edge shared by exactly two faces (Open3D's edge-manifold and closed test)."""
+    from .o3d import o3d
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices.astype(np.float64)),
+                                  o3d.utility.Vector3iVector(mesh.faces))
+    return bool(m.is_watertight())
+
+
+def write_ply(path: str, mesh: SurfaceMesh, vertices: np.ndarray | None = None) -> None:
+    """Write a (coloured) PLY; ``vertices`` overrides the positions (e.g. metric coordinates)."""
+    from .o3d import o3d
+    verts = mesh.vertices if vertices is None else vertices
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(verts, np.float64)),
+                                  o3d.utility.Vector3iVector(mesh.faces))
+    if mesh.colors is not None and len(mesh.colors) == len(verts):
+        m.vertex_colors = o3d.utility.Vector3dVector(np.clip(mesh.colors, 0, 1).astype(np.float64))
+    m.compute_vertex_normals()
+    if not o3d.io.write_triangle_mesh(str(path), m, write_ascii=False):
+        raise OSError(f'could not write mesh to {path}')

@@ -1,0 +1,127 @@
+"""Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
+
+Two worker threads, one per stage, so frame n+1's geometry overlaps frame n's colour stage. Frames wait
+in a bounded inbox where the newest frame wins (the oldest waiting one is dropped and counted). Results
+are delivered in input order through ``on_result(meta, reconstruction, error)``; a stage that raises
+produces ``(meta, None, error)`` for that frame and the workers keep going.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import MonoPortConfig
+from .reconstruct import ALL_OUTPUTS, Reconstruction, Reconstructor
+
+LOG = logging.getLogger(__name__)
+ResultCallback = Callable[[Any, 'Reconstruction | None', 'BaseException | None'], None]
+_STOP = object()
+
+
+class TwoDevicePipeline:
+    """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
+
+    def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
+                 reconstructor: Reconstructor | None = None) -> None:
+        self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
+        self._on_result = on_result
+        self._inbox: collections.deque = collections.deque()
+        self._capacity = config.queue_size
+        self._cond = threading.Condition()
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._closed = False
+        self._stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0, 'no_person': 0}
+        self._stats_lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._geometry_loop, name='monoport-geometry', daemon=True),
+                         threading.Thread(target=self._color_loop, name='monoport-color', daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: submitted, processed (results delivered), dropped (newest-wins), failed, no_person."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self._stats[key] += 1
+
+    def pending(self) -> int:
+        """Frames waiting in the inbox."""
+        with self._cond:
+            return len(self._inbox)
+
+    def submit(self, rgb: np.ndarray, meta: Any = None, outputs: frozenset[str] = ALL_OUTPUTS) -> bool:
+        """Queue a frame; returns False if an older waiting frame had to be dropped for it."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError('pipeline is closed')
+            dropped = False
+            while len(self._inbox) >= self._capacity:
+                self._inbox.popleft()
+                dropped = True
+                self._count('dropped')
+            self._inbox.append((rgb, meta, frozenset(outputs)))
+            self._count('submitted')
+            self._cond.notify()
+        return not dropped
+
+    def update_config(self, config: MonoPortConfig) -> None:
+        """Apply run-time settings (resolution, threshold, views, ...) from the next frame on."""
+        self.reconstructor.update_config(config)
+        with self._cond:
+            self._capacity = config.queue_size
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop both workers (frames still waiting are discarded) and wait for them."""
+        with self._cond:
+            self._closed = True
+            self._inbox.clear()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _geometry_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._inbox and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    break
+                rgb, meta, outputs = self._inbox.popleft()
+            try:
+                item = (meta, outputs, self.reconstructor.geometry(rgb, outputs), None)
+            except Exception as exc:   # noqa: BLE001 - any stage failure drops only this frame
+                item = (meta, outputs, None, exc)
+            self._handoff.put(item)
+        self._handoff.put(_STOP)
+
+    def _color_loop(self) -> None:
+        while True:
+            item = self._handoff.get()
+            if item is _STOP:
+                return
+            meta, outputs, geo, error = item
+            result = None
+            if error is None:
+                try:
+                    result = self.reconstructor.color(geo, outputs)
+                except Exception as exc:   # noqa: BLE001
+                    error = exc
+            if error is not None:
+                self._count('failed')
+                LOG.warning('frame dropped: %s: %s', type(error).__name__, error)
+            else:
+                self._count('processed')
+                if not result.person:
+                    self._count('no_person')
+            try:
+                self._on_result(meta, result, error)
+            except Exception:   # noqa: BLE001 - a broken consumer must not kill the worker
+                LOG.exception('result callback raised')

@@ -1,0 +1,84 @@
+"""``monoport-ros reconstruct``: one image to a coloured mesh (and points, views) in metres."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .camera import OrthoCamera, ortho_camera_from_height
+from .config import MonoPortConfig
+from .meshing import SurfaceMesh, write_ply
+from .reconstruct import Reconstructor
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (alpha dropped, grey expanded)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f'{path}: not a readable image')
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add the ``reconstruct`` sub-command."""
+    p = sub.add_parser('reconstruct', help='reconstruct a coloured 3D person from one image')
+    p.add_argument('image')
+    p.add_argument('--camera', help='orthographic camera JSON; default: the person is 1.7 m tall')
+    p.add_argument('--mesh', help='output coloured mesh (.ply) in the camera frame, metres')
+    p.add_argument('--points', help='output coloured surface points (.ply), metres')
+    p.add_argument('--views', help='directory for direct renderings (<view>.png, <view>_normals.png)')
+    p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
+    p.add_argument('--resolution', type=int, default=256)
+    p.add_argument('--octree-depth', type=int, default=5)
+    p.add_argument('--threshold', type=float, default=0.5)
+    p.add_argument('--geometry-device', default='cpu')
+    p.add_argument('--color-device', default='cpu')
+    p.add_argument('--render-views', default='front,side,back')
+    p.add_argument('--render-size', type=int, default=512)
+    p.add_argument('--max-triangles', type=int, default=0, help='decimate the mesh (0 = keep all)')
+    p.add_argument('--no-segmentation', action='store_true', help='input is pre-masked (black background)')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``reconstruct``."""
+    config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
+                            octree_depth=args.octree_depth, threshold=args.threshold,
+                            geometry_device=args.geometry_device, color_device=args.color_device,
+                            render_views=[v for v in args.render_views.split(',') if v],
+                            render_size=args.render_size, mesh_max_triangles=args.max_triangles,
+                            segmentation=not args.no_segmentation)
+    rgb = load_rgb(args.image)
+    rec = Reconstructor(config).reconstruct(rgb)
+    if not rec.person:
+        raise ValueError(f'{args.image}: no person found')
+    h, w = rgb.shape[:2]
+    camera = OrthoCamera.load(args.camera) if args.camera else \
+        ortho_camera_from_height(w, h, rec.person_height_px)
+    if (camera.width, camera.height) != (w, h):
+        raise ValueError(f'camera image_size {camera.width}x{camera.height} != image {w}x{h}')
+    summary = {'vertices': len(rec.vertices), 'faces': len(rec.faces), 'queries': rec.queries,
+               'timings_ms': {k: round(v, 1) for k, v in rec.timings_ms.items()}}
+    if args.mesh:
+        mesh = SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors)
+        write_ply(args.mesh, mesh, camera.model_to_metric(rec.crop, rec.vertices))
+        summary['mesh'] = args.mesh
+    if args.points:
+        pts = SurfaceMesh(rec.points, np.zeros((0, 3), np.int32), rec.point_colors)
+        from .o3d import o3d
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(camera.model_to_metric(rec.crop, pts.vertices)))
+        cloud.colors = o3d.utility.Vector3dVector(np.clip(pts.colors, 0, 1).astype(np.float64))
+        o3d.io.write_point_cloud(args.points, cloud)
+        summary['points'] = args.points
+    if args.views:
+        out = Path(args.views)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, img in rec.views.items():
+            cv2.imwrite(str(out / f'{name}.png'), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / f'{name}_normals.png'), cv2.cvtColor(rec.normal_views[name], cv2.COLOR_RGB2BGR))
+        summary['views'] = str(out)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,141 @@
+"""Direct rendering (MonoPort): images of the reconstruction straight from the occupancy volume.
+
+For each pixel the first occupied grid sample along the viewing ray is the visible surface (refined to
+sub-voxel depth by linear interpolation of the occupancy values); normals come from the occupancy
+gradient there, and colour is queried only at those visible points. No mesh is needed.
+
+A view ``yaw`` looks at the model-space origin from direction ``(sin yaw, 0, cos yaw)`` (yaw 0 = the
+input camera); image right is ``(cos yaw, 0, -sin yaw)``, image up is +y. The image covers model
+``[-1, 1]^2`` like the input crop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .localization import LocalizedVolume
+
+ColorFn = Callable[[torch.Tensor], torch.Tensor]
+"""Model-space points (N, 3) -> RGB (N, 3) in [0, 1]."""
+
+
+@dataclass
+class RenderedView:
+    """One view: colour image, normal-map image, depth (model units along the view axis) and mask."""
+
+    color: np.ndarray     # (S, S, 3) uint8
+    normals: np.ndarray   # (S, S, 3) uint8, view-space normal * 0.5 + 0.5
+    depth: np.ndarray     # (S, S) float32, view-space z of the hit (towards the viewer), NaN = no hit
+    mask: np.ndarray      # (S, S) bool
+    points: np.ndarray    # (K, 3) float32 model-space visible points (mask order, row-major)
+
+
+def view_axes(yaw_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(right, up, towards-viewer) unit vectors of the view at ``yaw_deg``."""
+    a = math.radians(yaw_deg)
+    right = np.array([math.cos(a), 0.0, -math.sin(a)])
+    up = np.array([0.0, 1.0, 0.0])
+    toward = np.array([math.sin(a), 0.0, math.cos(a)])
+    return right, up, toward
+
+
+def _sample(values: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """Trilinear sample of an ``[ix, iy, iz]`` volume at model-space points (..., 3); 0 outside."""
+    grid = pts.flip(-1).reshape(1, 1, 1, -1, 3)        # grid_sample wants (z, y, x) -> (D, H, W)
+    out = F.grid_sample(values[None, None], grid, mode='bilinear', padding_mode='zeros',
+                        align_corners=True)
+    return out.reshape(pts.shape[:-1])
+
+
+def _view_volume(values: torch.Tensor, yaw_deg: float, samples: int) -> tuple[torch.Tensor, bool]:
+    """Values resampled into view coordinates ``[x_view, y, z_view]`` (exact for multiples of 90)."""
+    quarter = yaw_deg / 90.0
+    if abs(quarter - round(quarter)) < 1e-9:
+        k = int(round(quarter)) % 4
+        # view x = right . p, view z = toward . p; for k quarter turns these are axis swaps/flips.
+        v = values
+        if k == 1:      # right = -z, toward = +x
+            v = v.permute(2, 1, 0).flip(0)
+        elif k == 2:    # right = -x, toward = -z
+            v = v.flip(0).flip(2)
+        elif k == 3:    # right = +z, toward = -x
+            v = v.permute(2, 1, 0).flip(2)
+        return v, True
+    right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
+    lin = torch.linspace(-1.0, 1.0, samples)
+    xv, yv, zv = torch.meshgrid(lin, lin, lin * math.sqrt(2.0), indexing='ij')
+    pts = xv[..., None] * right + yv[..., None] * up + zv[..., None] * toward
+    return _sample(values, pts), False
+
+
+def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
+                color_fn: ColorFn | None = None) -> RenderedView:
+    """Render the volume from ``yaw_deg`` into ``size`` x ``size`` images."""
+    thr = volume.threshold
+    n = volume.resolution + 1
+    v, exact = _view_volume(volume.values, yaw_deg, n)
+    z_extent = 1.0 if exact else math.sqrt(2.0)
+    occ = v > thr
+    hit = occ.any(dim=2)
+    nz = v.shape[2]
+    first = (nz - 1) - occ.flip(2).to(torch.uint8).argmax(dim=2)          # highest z inside
+    nxt = (first + 1).clamp(max=nz - 1)
+    v_in = v.gather(2, first[..., None])[..., 0]
+    v_out = v.gather(2, nxt[..., None])[..., 0]
+    frac = ((v_in - thr) / (v_in - v_out).clamp(min=1e-6)).clamp(0.0, 1.0)
+    frac = torch.where(nxt > first, frac, torch.zeros_like(frac))
+    zi = first.to(torch.float32) + frac
+    z_view = (zi * (2.0 / (nz - 1)) - 1.0) * z_extent                      # (n, n) over [x, y]
+    lin = torch.linspace(-1.0, 1.0, n)
+    xv, yv = torch.meshgrid(lin, lin, indexing='ij')
+    # image rows go down (y decreasing), columns go right (x increasing): transpose + flip
+    def to_image(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1).flip(0)
+    hit_img, z_img, x_img, y_img = (to_image(t) for t in (hit, z_view, xv, yv))
+    if size != n:   # resample to the requested size (nearest for the mask, linear for depth)
+        def rs(t: torch.Tensor, mode: str) -> torch.Tensor:
+            kw = {} if mode == 'nearest' else {'align_corners': True}
+            return F.interpolate(t[None, None].float(), size=(size, size), mode=mode, **kw)[0, 0]
+        z_fill = torch.where(hit_img, z_img, torch.full_like(z_img, -z_extent))
+        hit_img = rs(hit_img, 'nearest') > 0.5
+        z_img = rs(z_fill, 'bilinear')
+        lin = torch.linspace(-1.0, 1.0, size)
+        x_img = lin[None, :].expand(size, size)
+        y_img = lin.flip(0)[:, None].expand(size, size)
+    right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
+    mask = hit_img
+    xs, ys, zs = x_img[mask], y_img[mask], z_img[mask]
+    pts = xs[:, None] * right + ys[:, None] * up + zs[:, None] * toward          # model space
+    normals_w = surface_normals(volume.values, pts, volume.resolution)
+    basis = torch.stack([right, up, toward])                                   # world -> view
+    normals_v = normals_w @ basis.T
+    normal_img = np.zeros((size, size, 3), np.uint8)
+    normal_img[mask.numpy()] = ((normals_v * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    color_img = np.zeros((size, size, 3), np.uint8)
+    if color_fn is not None and pts.shape[0]:
+        rgb = color_fn(pts).to('cpu', torch.float32).clamp(0, 1)
+        color_img[mask.numpy()] = (rgb * 255).round().to(torch.uint8).numpy()
+    elif pts.shape[0]:   # no colour net: Lambertian grey from the normal
+        shade = (0.25 + 0.75 * normals_v[:, 2].clamp(min=0)) * 255
+        color_img[mask.numpy()] = shade.round().to(torch.uint8)[:, None].expand(-1, 3).numpy()
+    depth = torch.where(mask, z_img, torch.full_like(z_img, float('nan'))).numpy().astype(np.float32)
+    return RenderedView(color_img, normal_img, depth, mask.numpy(), pts.numpy().astype(np.float32))
+
+
+def surface_normals(values: torch.Tensor, pts: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Outward unit normals (N, 3): minus the occupancy gradient by central differences."""
+    if pts.shape[0] == 0:
+        return torch.zeros((0, 3))
+    h = 2.0 / resolution
+    grads = []
+    for axis in range(3):
+        off = torch.zeros(3)
+        off[axis] = h
+        grads.append(_sample(values, pts + off) - _sample(values, pts - off))
+    g = -torch.stack(grads, dim=-1)
+    return g / g.norm(dim=-1, keepdim=True).clamp(min=1e-8)
