@@ -1,0 +1,117 @@
+"""Direct rendering (silhouette, depth order, normals, colour only at visible points) and meshing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monoport_ros.core.localization import localize_surface
+from monoport_ros.core.meshing import SurfaceMesh, decimate, extract_mesh, is_watertight
+from monoport_ros.core.rendering import render_view
+from shapes import SHAPES, sphere
+
+SIZE = 129
+
+
+def _disc(cx: float, cy: float, r: float, size: int = SIZE) -> np.ndarray:
+    lin = np.linspace(-1, 1, size)
+    x = lin[None, :]
+    y = lin[::-1, None]
+    return (x - cx) ** 2 + (y - cy) ** 2 < r * r
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize('yaw,cx', [(0, 0.1), (90, 0.0), (180, -0.1), (270, 0.0), (45, 0.0707)])
+def test_sphere_silhouette(yaw: float, cx: float) -> None:
+    vol = localize_surface(sphere, 128, 4)
+    view = render_view(vol, yaw, SIZE)
+    assert _iou(view.mask, _disc(cx, -0.05, 0.55)) > 0.97
+    assert view.color.shape == (SIZE, SIZE, 3) and view.color.dtype == np.uint8
+    assert np.isnan(view.depth[~view.mask]).all()
+
+
+def test_depth_order_and_front_back() -> None:
+    """Two balls, one in front of the other: the front view sees the near one, the back view the far."""
+    def two(p: torch.Tensor) -> torch.Tensor:
+        near = sphere(p, centre=(0.0, 0.0, 0.45), radius=0.3)
+        far = sphere(p, centre=(0.2, 0.0, -0.45), radius=0.4)
+        return torch.maximum(near, far)
+    vol = localize_surface(two, 128, 4)
+    colors = {}
+
+    def color_fn(pts: torch.Tensor) -> torch.Tensor:
+        # red for the near ball (z > 0), blue for the far one
+        return torch.stack([(pts[:, 2] > 0).float(), torch.zeros(len(pts)), (pts[:, 2] <= 0).float()], 1)
+    front = render_view(vol, 0, SIZE, color_fn)
+    back = render_view(vol, 180, SIZE, color_fn)
+    c = SIZE // 2
+    colors['front'] = front.color[c, c]
+    colors['back'] = back.color[c, c]
+    assert tuple(colors['front']) == (255, 0, 0)
+    assert tuple(colors['back']) == (0, 0, 255)
+    # depth of the front hit at the centre: near ball's front at z = 0.45 + 0.3
+    assert front.depth[c, c] == pytest.approx(0.75, abs=0.03)
+    # far ball seen from behind at x = 0 (its centre is at x = 0.2): 0.45 + sqrt(0.4^2 - 0.2^2)
+    assert back.depth[c, c] == pytest.approx(0.45 + (0.16 - 0.04) ** 0.5, abs=0.03)
+
+
+def test_normals_point_outwards() -> None:
+    vol = localize_surface(lambda p: sphere(p, centre=(0, 0, 0), radius=0.6), 128, 4)
+    view = render_view(vol, 0, SIZE)
+    n = view.normals.astype(np.float32) / 255 * 2 - 1
+    c = SIZE // 2
+    assert n[c, c, 2] > 0.95                       # facing the viewer
+    right = c + int(0.5 / 2 * (SIZE - 1))          # model x = 0.5
+    assert n[c, right, 0] > 0.6                    # tilted to the right
+    top = c - int(0.5 / 2 * (SIZE - 1))            # model y = +0.5
+    assert n[top, c, 1] > 0.6                      # tilted up
+
+
+def test_colour_queried_only_at_visible_points() -> None:
+    vol = localize_surface(sphere, 64, 3)
+    asked = []
+
+    def color_fn(pts: torch.Tensor) -> torch.Tensor:
+        asked.append(len(pts))
+        return torch.full((len(pts), 3), 0.5)
+    view = render_view(vol, 0, 65, color_fn)
+    assert sum(asked) == int(view.mask.sum()) == len(view.points)
+
+
+@pytest.mark.parametrize('name', sorted(SHAPES))
+def test_closed_shapes_give_watertight_meshes(name: str) -> None:
+    mesh = extract_mesh(localize_surface(SHAPES[name], 64, 3))
+    assert not mesh.empty
+    assert is_watertight(mesh)
+    # outward orientation: signed volume positive
+    tri = mesh.vertices[mesh.faces].astype(np.float64)
+    signed = np.einsum('ij,ij->i', tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6
+    assert signed > 0
+
+
+def test_mesh_of_sphere_has_right_radius() -> None:
+    mesh = extract_mesh(localize_surface(lambda p: sphere(p, centre=(0, 0, 0), radius=0.5), 128, 4))
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(r.mean() - 0.5) < 2.0 / 128
+
+
+def test_shape_touching_the_border_is_still_closed() -> None:
+    mesh = extract_mesh(localize_surface(lambda p: (p[..., 0] > 0.5).float(), 32, 2))
+    assert is_watertight(mesh)
+
+
+def test_decimation_respects_budget_and_keeps_colours() -> None:
+    mesh = extract_mesh(localize_surface(sphere, 64, 3))
+    mesh.colors = np.tile(np.array([[0.2, 0.4, 0.6]], np.float32), (len(mesh.vertices), 1))
+    small = decimate(mesh, 1000)
+    assert 0 < len(small.faces) <= 1000
+    assert small.colors is not None and small.colors.shape == small.vertices.shape
+    assert np.allclose(small.colors, [0.2, 0.4, 0.6], atol=1e-3)
+
+
+def test_empty_volume_gives_empty_mesh() -> None:
+    mesh = extract_mesh(localize_surface(lambda p: torch.zeros(len(p)), 32, 2))
+    assert mesh.empty and isinstance(mesh, SurfaceMesh)
