@@ -73,6 +73,28 @@ def _mixed_cells(occ: torch.Tensor) -> torch.Tensor:
     return any_in & ~all_in
 
 
+def _ambiguous_children(occ: torch.Tensor) -> torch.Tensor:
+    """Points of the 2x finer grid whose coarse parents (edge ends, face or cell corners) disagree."""
+    n = occ.shape[0]
+    out = torch.zeros((2 * n - 1,) * 3, dtype=torch.bool)
+    o = occ
+    for axes in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)):
+        any_in = None
+        all_in = None
+        for corner in range(1 << len(axes)):
+            sl = [slice(None)] * 3
+            for bit, axis in enumerate(axes):
+                sl[axis] = slice(1, None) if corner >> bit & 1 else slice(None, -1)
+            c = o[tuple(sl)]
+            any_in = c.clone() if any_in is None else any_in | c
+            all_in = c.clone() if all_in is None else all_in & c
+        target = [slice(0, None, 2)] * 3
+        for axis in axes:
+            target[axis] = slice(1, None, 2)
+        out[tuple(target)] = any_in & ~all_in
+    return out
+
+
 def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
     """Grid points n^3 that are a corner of at least one marked cell (n-1)^3."""
     n = cells.shape[0] + 1
@@ -119,9 +141,12 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
         known = queried[::half, ::half, ::half]          # views into the full volumes
         level_vals = values[::half, ::half, ::half]
         level_vals.copy_(torch.where(known, level_vals, fine))
+        # Round 1: new points whose coarse parents disagree; the others are a convex combination of
+        # parents on one side of the threshold, so their side is already known.
+        need = _ambiguous_children(coarse_vals > threshold) & ~known
         level_queries = 0
+        last_level = half == 1
         for _ in range(max_rounds):
-            need = _cell_corners(_mixed_cells(level_vals > threshold)) & ~known
             idx = need.nonzero()
             if idx.shape[0] == 0:
                 break
@@ -129,6 +154,10 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
             level_vals[idx[:, 0], idx[:, 1], idx[:, 2]] = vals
             known[idx[:, 0], idx[:, 1], idx[:, 2]] = True
             level_queries += idx.shape[0]
+            if not last_level:
+                break
+            # Final level: make the surface band exact, following the surface until it closes.
+            need = _cell_corners(_mixed_cells(level_vals > threshold)) & ~known
         vol.queries += level_queries
         vol.queries_per_level.append(level_queries)
         stride = half
