@@ -28,10 +28,15 @@ class NetworkConfig:
     color_feature_channels: int = 16            # channels of the colour encoder's feature map
     color_mlp: tuple[int, ...] = (64, 32)      # hidden widths of the colour MLP
     mlp_skip: bool = True                       # re-inject the point feature at each hidden layer (PIFu)
+    encoder: str = 'hrnet'                      # 'hrnet', or 'pifu' (hourglass + ResNet colour)
+    hg_stacks: int = 4                          # pifu: stacked hourglass modules
+    hg_depth: int = 2                           # pifu: recursion depth of each hourglass
+    color_blocks: int = 6                       # pifu: residual blocks of the colour encoder
+    align_corners: bool = False                 # feature sampling convention (PIFu weights: True)
 
     @staticmethod
     def preset(name: str) -> 'NetworkConfig':
-        """Return a named architecture: ``small`` (real time on a CPU) or ``monoport`` (published)."""
+        """Return a named architecture: ``small`` (CPU), ``monoport`` or ``pifu`` (released)."""
         if name == 'small':
             return NetworkConfig()
         if name == 'monoport':
@@ -43,7 +48,15 @@ class NetworkConfig:
                                  stage_modules=(1, 3, 2), feature_channels=256, softz_bins=0,
                                  surface_mlp=(1024, 512, 256, 128), color_feature_channels=256,
                                  color_mlp=(1024, 512, 256, 128))
-        raise ValueError(f"unknown network preset {name!r}; expected 'small' or 'monoport'")
+        if name == 'pifu':
+            # The released PIFu net_G/net_C (also what MonoPort's demo downloads): 4 stacked
+            # hourglasses with group norm, 6-block ResNet colour filter, scalar z, 512x512 input.
+            return NetworkConfig(image_size=512, encoder='pifu', feature_channels=256,
+                                 softz_bins=0, surface_mlp=(1024, 512, 256, 128),
+                                 color_feature_channels=256, color_mlp=(1024, 512, 256, 128),
+                                 align_corners=True)
+        raise ValueError(f"unknown network preset {name!r}; "
+                         "expected 'small', 'monoport' or 'pifu'")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""

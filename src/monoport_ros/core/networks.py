@@ -1,8 +1,10 @@
 """MonoPort networks in plain torch: HRNetV2-style encoder, Soft-Z, surface and colour PIFu MLPs.
 
 Written from the papers' descriptions (PIFu, MonoPort) and HRNetV2's published structure; module names
-follow HRNet's public layout (``conv1``, ``layer1``, ``transition1``, ``stage2`` ...) so released weights
-map onto them by name (see :mod:`monoport_ros.core.released`).
+follow HRNet's public layout (``conv1``, ``layer1``, ``transition1``, ``stage2`` ...).
+``encoder='pifu'`` swaps in PIFu's stacked-hourglass surface encoder and ResNet colour encoder,
+with PIFu's module names, so the released PIFu/MonoPort weights load onto them
+(see :mod:`monoport_ros.core.released`).
 """
 from __future__ import annotations
 
@@ -162,6 +164,136 @@ class HRNetEncoder(nn.Module):
         return self.last_layer(torch.cat(up, dim=1))
 
 
+class HGConvBlock(nn.Module):
+    """PIFu's hourglass block: three pre-activated 3x3 convs, concatenated, plus a shortcut."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        half, quarter = cout // 2, cout // 4
+        self.bn1 = nn.GroupNorm(32, cin)
+        self.conv1 = nn.Conv2d(cin, half, 3, 1, 1, bias=False)
+        self.bn2 = nn.GroupNorm(32, half)
+        self.conv2 = nn.Conv2d(half, quarter, 3, 1, 1, bias=False)
+        self.bn3 = nn.GroupNorm(32, quarter)
+        self.conv3 = nn.Conv2d(quarter, quarter, 3, 1, 1, bias=False)
+        self.bn4 = nn.GroupNorm(32, cin)      # shortcut norm (PIFu creates it even when unused)
+        self.shortcut = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenated branch outputs plus the (projected) input."""
+        a = self.conv1(F.relu(self.bn1(x)))
+        b = self.conv2(F.relu(self.bn2(a)))
+        c = self.conv3(F.relu(self.bn3(b)))
+        res = x if self.shortcut is None else self.shortcut(F.relu(self.bn4(x)))
+        return torch.cat([a, b, c], dim=1) + res
+
+
+class Hourglass(nn.Module):
+    """Recursive hourglass: full-resolution branch plus a pooled, processed, upsampled branch."""
+
+    def __init__(self, depth: int, channels: int) -> None:
+        super().__init__()
+        self.depth = depth
+        for level in range(depth, 0, -1):
+            for name in ('b1', 'b2', 'b3'):
+                setattr(self, f'{name}_{level}', HGConvBlock(channels, channels))
+        self.b2_plus_1 = HGConvBlock(channels, channels)
+
+    def _level(self, level: int, x: torch.Tensor) -> torch.Tensor:
+        up = getattr(self, f'b1_{level}')(x)
+        low = getattr(self, f'b2_{level}')(F.avg_pool2d(x, 2, stride=2))
+        low = self._level(level - 1, low) if level > 1 else self.b2_plus_1(low)
+        low = getattr(self, f'b3_{level}')(low)
+        return up + F.interpolate(low, scale_factor=2, mode='bicubic', align_corners=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return a map of the input's shape (sides divisible by 2**depth)."""
+        return self._level(self.depth, x)
+
+
+class HourglassEncoder(nn.Module):
+    """PIFu's surface image filter: stride-4 stem, ``hg_stacks`` hourglasses, last stack out."""
+
+    def __init__(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3)
+        self.bn1 = nn.GroupNorm(32, 64)
+        self.conv2 = HGConvBlock(64, 128)
+        self.conv3 = HGConvBlock(128, 128)
+        self.conv4 = HGConvBlock(128, 256)
+        self.n_stacks = cfg.hg_stacks
+        for i in range(cfg.hg_stacks):
+            setattr(self, f'm{i}', Hourglass(cfg.hg_depth, 256))
+            setattr(self, f'top_m_{i}', HGConvBlock(256, 256))
+            setattr(self, f'conv_last{i}', nn.Conv2d(256, 256, 1))
+            setattr(self, f'bn_end{i}', nn.GroupNorm(32, 256))
+            setattr(self, f'l{i}', nn.Conv2d(256, out_channels, 1))
+            if i < cfg.hg_stacks - 1:
+                setattr(self, f'bl{i}', nn.Conv2d(256, 256, 1))
+                setattr(self, f'al{i}', nn.Conv2d(out_channels, 256, 1))
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) image -> (B, out_channels, S/4, S/4) features of the last stack."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.avg_pool2d(self.conv2(x), 2, stride=2)
+        prev = self.conv4(self.conv3(x))
+        out = prev
+        for i in range(self.n_stacks):
+            y = getattr(self, f'top_m_{i}')(getattr(self, f'm{i}')(prev))
+            y = F.relu(getattr(self, f'bn_end{i}')(getattr(self, f'conv_last{i}')(y)))
+            out = getattr(self, f'l{i}')(y)
+            if i < self.n_stacks - 1:
+                prev = prev + getattr(self, f'bl{i}')(y) + getattr(self, f'al{i}')(out)
+        return out
+
+
+class ReflectResBlock(nn.Module):
+    """Residual block of two reflection-padded 3x3 convs (the last block has no final norm)."""
+
+    def __init__(self, channels: int, last: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+            nn.GroupNorm(32, channels), nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False)]
+        if not last:
+            layers.append(nn.GroupNorm(32, channels))
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Input plus the block's output."""
+        return x + self.conv_block(x)
+
+
+class ResNetEncoder(nn.Module):
+    """PIFu's colour image filter: 7x7 stem, two stride-2 convs, ``color_blocks`` res blocks."""
+
+    def __init__(self, cfg: NetworkConfig, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        if out_channels % 128:
+            raise ValueError('the pifu colour encoder needs color_feature_channels divisible by '
+                             f'128 (32 norm groups at a quarter width), got {out_channels}')
+        ngf = out_channels // 4
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=False),
+            nn.GroupNorm(32, ngf), nn.ReLU(inplace=True)]
+        for mult in (1, 2):
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1, bias=False),
+                       nn.GroupNorm(32, ngf * mult * 2), nn.ReLU(inplace=True)]
+        layers += [ReflectResBlock(out_channels, last=i == cfg.color_blocks - 1)
+                   for i in range(cfg.color_blocks)]
+        self.model = nn.Sequential(*layers)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) image -> (B, out_channels, S/4, S/4) features."""
+        return self.model(x)
+
+
+ENCODERS = {'hrnet': (HRNetEncoder, HRNetEncoder), 'pifu': (HourglassEncoder, ResNetEncoder)}
+
+
 def soft_z(z: torch.Tensor, bins: int) -> torch.Tensor:
     """Soft-Z depth code: a soft one-hot of ``z`` in [-1, 1] over ``bins`` ordinal bins (..., bins).
 
@@ -197,11 +329,15 @@ class PointMLP(nn.Module):
         return (y, hidden) if return_hidden else y
 
 
-def sample_features(features: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C)."""
+def sample_features(features: torch.Tensor, xy: torch.Tensor,
+                    align_corners: bool = False) -> torch.Tensor:
+    """Bilinearly sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C).
+
+    ``align_corners=True`` puts xy = +-1 on the centres of the border texels (PIFu's convention).
+    """
     grid = torch.stack([xy[..., 0], -xy[..., 1]], dim=-1).unsqueeze(1)   # image v grows downwards
     return F.grid_sample(features, grid.to(features.dtype), mode='bilinear', padding_mode='border',
-                         align_corners=False)[:, :, 0].transpose(1, 2)
+                         align_corners=align_corners)[:, :, 0].transpose(1, 2)
 
 
 class MonoPortNet(nn.Module):
@@ -211,9 +347,13 @@ class MonoPortNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         zdim = max(cfg.softz_bins, 1)
-        self.surface_encoder = HRNetEncoder(cfg, 3, cfg.feature_channels)
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f'unknown encoder {cfg.encoder!r}; '
+                             f'expected one of {sorted(ENCODERS)}')
+        surface_cls, color_cls = ENCODERS[cfg.encoder]
+        self.surface_encoder = surface_cls(cfg, 3, cfg.feature_channels)
         self.surface_mlp = PointMLP(cfg.feature_channels + zdim, cfg.surface_mlp, 1, cfg.mlp_skip)
-        self.color_encoder = HRNetEncoder(cfg, 3, cfg.color_feature_channels)
+        self.color_encoder = color_cls(cfg, 3, cfg.color_feature_channels)
         self.color_mlp = PointMLP(cfg.color_feature_channels + cfg.feature_channels + zdim,
                                   cfg.color_mlp, 3, cfg.mlp_skip)
         self.register_buffer('image_mean', torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
@@ -232,7 +372,7 @@ class MonoPortNet(nn.Module):
         return self.color_encoder(self.normalize(images))
 
     def _point_input(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        return torch.cat([sample_features(features, points[..., :2]),
+        return torch.cat([sample_features(features, points[..., :2], self.cfg.align_corners),
                           soft_z(points[..., 2].to(features.dtype), self.cfg.softz_bins)], dim=-1)
 
     def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -246,6 +386,6 @@ class MonoPortNet(nn.Module):
     def color(self, surface_features: torch.Tensor, color_features: torch.Tensor,
               points: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] (B, N, 3) at ``points`` from both feature maps."""
-        x = torch.cat([sample_features(color_features, points[..., :2]),
+        x = torch.cat([sample_features(color_features, points[..., :2], self.cfg.align_corners),
                        self._point_input(surface_features, points)], dim=-1)
         return torch.sigmoid(self.color_mlp(x))
