@@ -1,0 +1,113 @@
+"""
+Person segmentation with the MediaPipe models that ship inside the mediapipe wheel (no download).
+
+Two models are available, both through MediaPipe's ``solutions`` API (mediapipe 0.10.21):
+
+* ``'pose'`` (default): BlazePose full (``pose_landmark_full.tflite``) with its segmentation head.
+  It first detects the person, then segments inside a crop around them, so it handles small,
+  full-body people well. ``video=True`` tracks the person from frame to frame (skips the detector
+  and smooths the mask over time), which is several times faster than per-image detection.
+* ``'selfie'``: the selfie segmentation model (``selfie_segmentation.tflite``, 256x256 input, the
+  whole frame at once). Much faster, good for people who fill the frame, poor for small full-body
+  figures.
+
+The lighter pose models (``model_complexity`` 0 and 2) and the Tasks-API ``.task`` bundles are not
+in the wheel (MediaPipe downloads them on first use), so they are not offered.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .preprocess import largest_component
+
+MODELS = ('pose', 'selfie')
+MIN_SIDE = 16          # smallest image side accepted by :meth:`PersonSegmenter.segment`
+
+
+def check_rgb(rgb: np.ndarray) -> None:
+    """Raise ValueError unless ``rgb`` is an (H, W, 3) uint8 image with H, W >= MIN_SIDE."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f'expected a numpy array, got {type(rgb).__name__}')
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 RGB image, got dtype {rgb.dtype}')
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'expected an (H, W, 3) RGB image, got shape {rgb.shape}')
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]} (min side {MIN_SIDE})')
+
+
+class PersonSegmenter:
+    """
+    Boolean mask of the main person in an RGB image, from a MediaPipe segmentation model.
+
+    ``segment`` is thread-safe: calls from several threads are serialised by a lock (one MediaPipe
+    graph runs one image at a time). Use one segmenter per video stream when ``video=True``, since
+    tracking state carries over from one call to the next. Call :meth:`close` (or use the object
+    as a context manager) to free the graph.
+    """
+
+    def __init__(self, model: str = 'pose', threshold: float = 0.5, video: bool = False,
+                 keep_largest: bool = True) -> None:
+        if model not in MODELS:
+            raise ValueError(f'unknown segmentation model {model!r}; choose from {MODELS}')
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f'threshold must be in (0, 1), got {threshold}')
+        self.model = model
+        self.threshold = float(threshold)
+        self.video = bool(video)
+        self.keep_largest = bool(keep_largest)
+        self._lock = threading.Lock()
+        if model == 'pose':
+            from mediapipe.python.solutions import pose
+
+            # model_complexity=1 is the only pose landmark model bundled in the wheel.
+            self._graph = pose.Pose(static_image_mode=not self.video, model_complexity=1,
+                                    smooth_landmarks=self.video, enable_segmentation=True,
+                                    smooth_segmentation=self.video)
+        else:
+            from mediapipe.python.solutions import selfie_segmentation
+
+            self._graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
+        check_rgb(rgb)
+        with self._lock:
+            if self._graph is None:
+                raise RuntimeError('PersonSegmenter is closed')
+            result = self._graph.process(np.ascontiguousarray(rgb))
+        prob = result.segmentation_mask
+        if prob is None:                      # the pose model found nobody
+            return np.zeros(rgb.shape[:2], np.float32)
+        return np.asarray(prob, dtype=np.float32)
+
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """
+        Return the boolean (H, W) mask of the main person in ``rgb`` ((H, W, 3) uint8, RGB order).
+
+        The probability is thresholded and, with ``keep_largest``, only the largest connected
+        region is kept. Raises ValueError for a wrong shape or dtype.
+        """
+        mask = self.probability(rgb) > self.threshold
+        return largest_component(mask) if self.keep_largest else mask
+
+    def close(self) -> None:
+        """Release the MediaPipe graph; later calls to :meth:`segment` raise RuntimeError."""
+        with self._lock:
+            if self._graph is not None:
+                self._graph.close()
+                self._graph = None
+
+    def __enter__(self) -> 'PersonSegmenter':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:    # at interpreter shutdown there may be nothing left to release
+            pass
