@@ -113,6 +113,10 @@ class MonoPortConfig:
     subject_distance: float = _p(0.0, 'Assumed subject distance (m) with camera_info; 0 = from height',
                                  lo=0.0, hi=100.0)
     segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')
+    segmentation_model: str = _p('pose', 'MediaPipe model: pose (full body, robust) or selfie (faster)',
+                                 choices=('pose', 'selfie'), dynamic=False)
+    segmentation_tracking: bool = _p(False, 'Treat frames as a video stream (faster, for cameras)',
+                                     dynamic=False)
     max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
                                hi=100_000_000)
     image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription',

@@ -121,7 +121,8 @@ class Reconstructor:
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings; model and devices are fixed for the Reconstructor's life."""
         config.validate()
-        for name in ('checkpoint', 'geometry_device', 'color_device'):
+        for name in ('checkpoint', 'geometry_device', 'color_device', 'segmentation_model',
+                     'segmentation_tracking'):
             if getattr(config, name) != getattr(self.config, name):
                 raise ValueError(f'{name} cannot change at run time; restart with the new value')
         self.config = config
@@ -132,7 +133,8 @@ class Reconstructor:
             return largest_component(rgb.max(axis=2) > PREMASKED_LEVEL)
         if self._segmenter is None:
             from .segmentation import PersonSegmenter
-            self._segmenter = PersonSegmenter()
+            self._segmenter = PersonSegmenter(model=self.config.segmentation_model,
+                                              video=self.config.segmentation_tracking)
         return self._segmenter.segment(rgb)
 
     @torch.inference_mode()
