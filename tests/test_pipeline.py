@@ -65,6 +65,9 @@ class SlowStages:
     def update_config(self, config):
         pass
 
+    def close(self):
+        self.closed = True
+
 
 def _run(pipe: TwoDevicePipeline, frames, wait_for: int, timeout: float = 20.0) -> None:
     deadline = time.time() + timeout

@@ -86,6 +86,7 @@ class TwoDevicePipeline:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
+        self.reconstructor.close()
 
     def _geometry_loop(self) -> None:
         while True:

@@ -113,6 +113,18 @@ class Reconstructor:
             copy.deepcopy(net).to(self.color_device).eval()
         self._segmenter = None
 
+    def close(self) -> None:
+        """Release the segmenter (MediaPipe's graph threads keep a process alive otherwise)."""
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+
+    def __enter__(self) -> 'Reconstructor':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def image_size(self) -> int:
         """Side of the network's square input crop."""

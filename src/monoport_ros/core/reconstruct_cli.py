@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,
                             segmentation=not args.no_segmentation)
     rgb = load_rgb(args.image)
-    rec = Reconstructor(config).reconstruct(rgb)
+    with Reconstructor(config) as reconstructor:
+        rec = reconstructor.reconstruct(rgb)
     if not rec.person:
         raise ValueError(f'{args.image}: no person found')
     h, w = rgb.shape[:2]
