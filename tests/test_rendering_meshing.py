@@ -115,3 +115,16 @@ def test_decimation_respects_budget_and_keeps_colours() -> None:
 def test_empty_volume_gives_empty_mesh() -> None:
     mesh = extract_mesh(localize_surface(lambda p: torch.zeros(len(p)), 32, 2))
     assert mesh.empty and isinstance(mesh, SurfaceMesh)
+
+
+def test_mesh_within_budget_uses_a_coarser_grid() -> None:
+    from monoport_ros.core.meshing import mesh_within_budget
+    vol = localize_surface(sphere, 128, 4)
+    full = extract_mesh(vol)
+    small = mesh_within_budget(vol, full, len(full.faces) // 3)
+    assert 0 < len(small.faces) <= len(full.faces) // 3
+    assert is_watertight(extract_mesh(vol, stride=2))
+    r_full = np.linalg.norm(full.vertices - [0.1, -0.05, 0], axis=1).mean()
+    r_small = np.linalg.norm(small.vertices - [0.1, -0.05, 0], axis=1).mean()
+    assert abs(r_small - r_full) < 4.0 / 128
+    assert mesh_within_budget(vol, full, 0) is full

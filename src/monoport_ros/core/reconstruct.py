@@ -19,7 +19,7 @@ import torch
 from .camera import PersonCrop
 from .config import MonoPortConfig, view_yaw
 from .localization import LocalizedVolume, localize_surface
-from .meshing import decimate, extract_mesh
+from .meshing import extract_mesh, mesh_within_budget
 from .networks import MonoPortNet
 from .preprocess import crop_person, largest_component
 from .rendering import render_view
@@ -197,19 +197,19 @@ class Reconstructor:
         color_ms = (t1 - t0) * 1e3
         if outputs & {'mesh', 'points'}:
             mesh = extract_mesh(geo.volume)
-            t2 = time.perf_counter()
-            if not mesh.empty:
-                mesh.colors = color_fn(torch.from_numpy(mesh.vertices)).cpu().numpy()
-            t3 = time.perf_counter()
-            color_ms += (t3 - t2) * 1e3
-            if 'points' in outputs:
-                rec.points, rec.point_colors = mesh.vertices, mesh.colors
             if 'mesh' in outputs:
-                small = decimate(mesh, cfg.mesh_max_triangles)
+                small = mesh_within_budget(geo.volume, mesh, cfg.mesh_max_triangles)
                 rec.vertices, rec.faces = small.vertices, small.faces
-                rec.vertex_colors = small.colors if small.colors is not None else \
-                    np.full((len(small.vertices), 3), 0.7, np.float32)
-            rec.timings_ms['mesh'] = (t2 - t1) * 1e3 + (time.perf_counter() - t3) * 1e3
+            t2 = time.perf_counter()
+            if 'points' in outputs:
+                rec.points = mesh.vertices
+                rec.point_colors = color_fn(torch.from_numpy(mesh.vertices)).cpu().numpy()
+                if 'mesh' in outputs and small is mesh:
+                    rec.vertex_colors = rec.point_colors
+            if 'mesh' in outputs and len(rec.vertex_colors) != len(rec.vertices):
+                rec.vertex_colors = color_fn(torch.from_numpy(rec.vertices)).cpu().numpy()
+            color_ms += (time.perf_counter() - t2) * 1e3
+            rec.timings_ms['mesh'] = (t2 - t1) * 1e3
         if 'views' in outputs:
             t4 = time.perf_counter()
             for view in cfg.render_views:
