@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from skimage.measure import marching_cubes
@@ -93,6 +94,7 @@ def is_watertight(mesh: SurfaceMesh) -> bool:
 def write_ply(path: str, mesh: SurfaceMesh, vertices: np.ndarray | None = None) -> None:
     """Write a (coloured) PLY; ``vertices`` overrides the positions (e.g. metric coordinates)."""
     from .o3d import o3d
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     verts = mesh.vertices if vertices is None else vertices
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(verts, np.float64)),
                                   o3d.utility.Vector3iVector(mesh.faces))

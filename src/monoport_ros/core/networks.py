@@ -330,13 +330,13 @@ class PointMLP(nn.Module):
 
 
 def sample_features(features: torch.Tensor, xy: torch.Tensor,
-                    align_corners: bool = False) -> torch.Tensor:
-    """Bilinearly sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C).
+                    align_corners: bool = False, mode: str = 'bilinear') -> torch.Tensor:
+    """Sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C).
 
     ``align_corners=True`` puts xy = +-1 on the centres of the border texels (PIFu's convention).
     """
     grid = torch.stack([xy[..., 0], -xy[..., 1]], dim=-1).unsqueeze(1)   # image v grows downwards
-    return F.grid_sample(features, grid.to(features.dtype), mode='bilinear', padding_mode='border',
+    return F.grid_sample(features, grid.to(features.dtype), mode=mode, padding_mode='border',
                          align_corners=align_corners)[:, :, 0].transpose(1, 2)
 
 

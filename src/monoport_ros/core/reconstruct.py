@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -20,13 +21,14 @@ from .camera import PersonCrop
 from .config import MonoPortConfig, view_yaw
 from .localization import LocalizedVolume, localize_surface
 from .meshing import extract_mesh, mesh_within_budget
-from .networks import MonoPortNet
+from .networks import MonoPortNet, sample_features
 from .preprocess import crop_person, largest_component
 from .rendering import render_view
 
 LOG = logging.getLogger(__name__)
 ALL_OUTPUTS = frozenset({'points', 'mesh', 'views', 'mask'})
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / 'models' / 'default.safetensors'
+HULL_MARGIN_PX = 3       # slack of the visual-hull carving around the segmented person (crop pixels)
 PREMASKED_LEVEL = 8      # with segmentation off, pixels brighter than this (any channel) are the person
 
 
@@ -85,6 +87,17 @@ class Reconstruction:
     normal_views: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     queries: int = 0
+
+
+def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> np.ndarray:
+    """Person mask of the crop, dilated by ``margin_px``, as float32 0/1.
+
+    Points that project outside it are outside the person (the visual hull of one view); the surface
+    net is only asked about the rest. This removes spurious geometry the net may put in the empty
+    background and saves queries.
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1,) * 2)
+    return cv2.dilate((crop_mask > 0.5).astype(np.uint8), kernel).astype(np.float32)
 
 
 def check_image(rgb: np.ndarray) -> None:
@@ -160,15 +173,19 @@ class Reconstructor:
         times = {'segment': (t1 - t0) * 1e3}
         if mask.sum() < 64:
             return GeometryResult(False, mask, timings_ms=times)
-        crop_img, _, crop = crop_person(rgb, mask, self.image_size)
+        crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
         rows = np.flatnonzero(mask.any(axis=1))
-        image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].to(self.geometry_device)
+        dev = self.geometry_device
+        image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].to(dev)
         feats = self.geo_net.encode_surface(image)
+        hull = torch.from_numpy(visual_hull_mask(crop_mask))[None, None].to(dev)
         t2 = time.perf_counter()
         net = self.geo_net
 
         def query(pts: torch.Tensor) -> torch.Tensor:
-            return net.occupancy(feats, pts.to(self.geometry_device)[None])[0]
+            pts = pts.to(dev)[None]
+            inside_hull = sample_features(hull, pts[..., :2], mode='nearest')[0, :, 0]
+            return net.occupancy(feats, pts)[0] * inside_hull
 
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold)
         t3 = time.perf_counter()

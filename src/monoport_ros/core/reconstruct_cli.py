@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         from .o3d import o3d
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(camera.model_to_metric(rec.crop, pts.vertices)))
         cloud.colors = o3d.utility.Vector3dVector(np.clip(pts.colors, 0, 1).astype(np.float64))
-        o3d.io.write_point_cloud(args.points, cloud)
+        Path(args.points).parent.mkdir(parents=True, exist_ok=True)
+        if not o3d.io.write_point_cloud(args.points, cloud):
+            raise OSError(f'could not write points to {args.points}')
         summary['points'] = args.points
     if args.views:
         out = Path(args.views)
