@@ -172,3 +172,20 @@ def test_devices() -> None:
         resolve_device('tpu:0', True)
     with pytest.raises(ValueError):
         MonoPortConfig(resolution=100).validate()
+
+
+def test_geometry_stays_inside_the_visual_hull() -> None:
+    """A net that says "inside" everywhere still gives a shape within the person's silhouette."""
+    net = random_net()
+    with torch.no_grad():
+        net.surface_mlp.filters[-1].bias.fill_(20.0)
+    rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=64, octree_depth=3), net)
+    img = person_like_image()
+    out = rec.reconstruct(img, outputs={'mesh'})
+    uv = out.crop.model_to_pixels(out.vertices[:, :2])
+    mask = img.max(axis=2) > 0
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    u = np.clip(uv[:, 0].astype(int), 0, img.shape[1] - 1)
+    v = np.clip(uv[:, 1].astype(int), 0, img.shape[0] - 1)
+    assert grown[v, u].all()
+    assert (uv[:, 0].max() - uv[:, 0].min()) < 2 * 30 + 15     # ellipse half-width 30 px
