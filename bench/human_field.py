@@ -10,7 +10,8 @@ from monoport_ros.core.synthetic import make_person
 
 
 def human_mesh_field(seed: int = 3, pose: str | None = None):
-    """Query function (N, 3) -> (N,) for a random posed person scaled to fill 85% of the cube.
+    """
+    Query function (N, 3) -> (N,) for a random posed person scaled to fill 85% of the cube.
 
     Three rays vote per point: single-ray parity leaves isolated one-voxel "inside" specks where a
     ray grazes an edge.
@@ -30,7 +31,8 @@ def human_mesh_field(seed: int = 3, pose: str | None = None):
 
 
 def human_occupancy_field(resolution: int, seed: int = 3, pose: str | None = None):
-    """The body as a solid on the ``resolution`` grid (and every coarser power-of-two grid).
+    """
+    Return the body as a solid on the ``resolution`` grid (and every coarser power-of-two grid).
 
     The body mesh intersects itself in places (armpits, crossed limbs), and ray parity then leaves
     sealed one- or two-voxel "outside" pockets inside the body; a solid body has none, so they are

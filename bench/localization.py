@@ -1,4 +1,5 @@
-"""Benchmark: efficient surface localization vs dense grid vs a plain octree, on an anny body.
+"""
+Benchmark: efficient surface localization vs dense grid vs a plain octree, on an anny body.
 
 ``.venv/bin/python bench/localization.py --json`` prints one JSON line per resolution with
 resolution, dense_queries, queries, ratio, identical, octree_queries, seconds.
@@ -20,8 +21,12 @@ from monoport_ros.core.localization import dense_occupancy, localize_surface  # 
 
 
 def plain_octree_queries(field, resolution: int, depth: int, threshold: float = 0.5) -> int:
-    """Queries of a plain octree: dense coarse grid, then every cell that straddles the surface is
-    subdivided and all of its new grid points are queried (no inference across levels)."""
+    """
+    Count the queries of a plain octree.
+
+    Dense coarse grid, then every cell that straddles the surface is subdivided and all of its new
+    grid points are queried (no inference across levels).
+    """
     n = resolution + 1
     values = torch.zeros((n, n, n))
     queried = torch.zeros((n, n, n), dtype=torch.bool)

@@ -1,4 +1,5 @@
-"""Benchmark: the whole single-image path on the shipped model and the sample images.
+"""
+Benchmark: the whole single-image path on the shipped model and the sample images.
 
 ``.venv/bin/python bench/pipeline.py --json`` prints one JSON line per resolution (128, 256) with
 fps, latency percentiles and per-stage times, run through the two-device pipeline (stages overlap
@@ -27,7 +28,7 @@ SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 
 
 
 def load_samples() -> list[np.ndarray]:
-    """The bundled sample images as RGB arrays."""
+    """Load the bundled sample images as RGB arrays."""
     paths = sorted(glob.glob(os.path.join(SAMPLES, '*.png')))
     if not paths:
         raise SystemExit(f'no sample images in {SAMPLES}')

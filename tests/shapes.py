@@ -42,7 +42,7 @@ def _capsule(p: torch.Tensor, a, b, r: float) -> torch.Tensor:
 
 
 def capsules(p: torch.Tensor) -> torch.Tensor:
-    """A stick figure: union of capsules (torso, head, limbs)."""
+    """Union of capsules: a stick figure (torso, head, limbs)."""
     parts = [((0, 0.1, 0), (0, 0.5, 0), 0.18), ((0, 0.62, 0), (0, 0.7, 0), 0.12),
              ((0, 0.45, 0), (0.5, 0.2, 0.1), 0.08), ((0, 0.45, 0), (-0.45, 0.55, -0.1), 0.08),
              ((0.05, 0.1, 0), (0.15, -0.8, 0.05), 0.1), ((-0.05, 0.1, 0), (-0.2, -0.75, -0.15), 0.1)]

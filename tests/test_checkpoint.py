@@ -1,4 +1,5 @@
-"""Model files: our safetensors checkpoints and the released PIFu / MonoPort weights.
+"""
+Model files: our safetensors checkpoints and the released PIFu / MonoPort weights.
 
 The PIFu layout below is written out from the public PIFu code (``lib/model/HGFilters.py``,
 ``net_util.ConvBlock``, ``ResBlkPIFuNet.py``, ``SurfaceClassifier.py``,

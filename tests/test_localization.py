@@ -42,8 +42,11 @@ def test_surface_band_is_queried() -> None:
 
 
 def test_too_coarse_start_can_miss_thin_parts() -> None:
-    """The documented limit: a plate thinner than the coarsest spacing may be lost (so the test above
-    is not vacuous: depth matters)."""
+    """
+    Show the documented limit: a plate thinner than the coarsest spacing may be lost.
+
+    So the test above is not vacuous: the octree depth matters.
+    """
     def plate(p: torch.Tensor) -> torch.Tensor:
         return ((p[..., 1] - 0.03).abs() < 0.02).float() * (p.abs() < 0.7).all(-1).float()
     dense = dense_occupancy(plate, 128)
@@ -77,7 +80,7 @@ def test_invalid_settings_are_refused(resolution: int, depth: int) -> None:
 
 @pytest.fixture(scope='module')
 def human_field():
-    """An anny body as a solid on the 256 grid (exact at the 64 and 128 grid points too)."""
+    """Make an anny body solid on the 256 grid (exact at the 64 and 128 grid points too)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'bench'))
     from human_field import human_occupancy_field
     return human_occupancy_field(256, seed=5)

@@ -129,7 +129,7 @@ def test_broken_callback_does_not_kill_the_worker() -> None:
 
 
 def test_reconstructor_on_two_cpu_devices() -> None:
-    """geometry on cpu:0 and colour on cpu:1 use separate copies of the network."""
+    """Run geometry on cpu:0 and colour on cpu:1 with separate copies of the network."""
     cfg = MonoPortConfig(segmentation=False, resolution=64, octree_depth=3, render_size=64,
                          geometry_device='cpu:0', color_device='cpu:1', mesh_max_triangles=2000)
     rec = Reconstructor(cfg, random_net())

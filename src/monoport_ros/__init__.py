@@ -1,4 +1,5 @@
-"""monoport_ros: real-time monocular clothed-human reconstruction (MonoPort) for ROS 2.
+"""
+monoport_ros: real-time monocular clothed-human reconstruction (MonoPort) for ROS 2.
 
 The reconstruction core (``monoport_ros.core``) is plain PyTorch and imports no ROS; the ROS 2
 layer lives in ``monoport_ros.ros``.

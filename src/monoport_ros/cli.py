@@ -1,4 +1,5 @@
-"""``monoport-ros`` command line: reconstruct, train, evaluate, make data sets.
+"""
+``monoport-ros`` command line: reconstruct, train, evaluate, make data sets.
 
 Each sub-command lives beside the code it drives; a module registers its parser through a
 ``register_cli(subparsers)`` function listed in ``COMMAND_MODULES``.

@@ -1,4 +1,5 @@
-"""Cameras and coordinate frames.
+"""
+Cameras and coordinate frames.
 
 *Model space* is PIFu's normalized orthographic cube ``[-1, 1]^3``: x right, y up, z towards the camera.
 A :class:`PersonCrop` (a square box in the image) maps it onto pixels: model ``(x, y)`` lands on the
@@ -85,7 +86,7 @@ class OrthoCamera:
         return OrthoCamera(w, h, m)
 
     def to_dict(self) -> dict:
-        """The JSON form."""
+        """Return the JSON form."""
         return {'projection': 'orthographic', 'image_size': [self.width, self.height],
                 'metres_per_pixel': self.metres_per_pixel, 'z_origin': 'bbox_center'}
 
@@ -134,7 +135,7 @@ class PinholeCamera:
     cy: float
 
     def validate(self) -> None:
-        """ValueError unless sizes are positive and intrinsics finite and positive."""
+        """Raise ValueError unless sizes are positive and intrinsics finite and positive."""
         vals = (self.fx, self.fy, self.cx, self.cy)
         if self.width <= 0 or self.height <= 0 or not all(math.isfinite(v) for v in vals) \
                 or self.fx <= 0 or self.fy <= 0:
@@ -142,7 +143,7 @@ class PinholeCamera:
 
     @staticmethod
     def default_for(width: int, height: int) -> 'PinholeCamera':
-        """A plausible camera when no CameraInfo is known: focal length = the longer image side."""
+        """Make a plausible camera when no CameraInfo is known: focal length = the longer side."""
         f = float(max(width, height))
         return PinholeCamera(width, height, f, f, width / 2.0, height / 2.0)
 

@@ -1,4 +1,5 @@
-"""Model files: one safetensors file holds the weights and the NetworkConfig they were built with.
+"""
+Model files: one safetensors file holds the weights and the NetworkConfig they were built with.
 
 Loading never unpickles code: ``.safetensors`` files are plain tensors; released PyTorch ``.pth`` files
 go through ``torch.load(weights_only=True)`` (see :mod:`monoport_ros.core.released`).
@@ -89,7 +90,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Mon
 
 
 def load_model(path: str | Path, device: str | torch.device = 'cpu') -> MonoPortNet:
-    """Load any supported model file (eval mode): ours (``.safetensors``) or released PIFu weights.
+    """
+    Load any supported model file (eval mode): ours (``.safetensors``) or released PIFu weights.
 
     ``.safetensors`` goes to :func:`load_checkpoint`; anything else (``.pth``, ``.pt``, ``.tar``,
     PIFu's extension-less ``net_G``, a folder) to :func:`monoport_ros.core.released.load_released`.

@@ -1,4 +1,5 @@
-"""Configuration dataclasses: the single source of every tunable setting.
+"""
+Configuration dataclasses: the single source of every tunable setting.
 
 ``NetworkConfig`` describes an architecture (stored inside every checkpoint). ``MonoPortConfig`` holds the
 run-time settings; the ROS node declares one parameter per field, ``config/monoport.yaml`` and the launch
@@ -27,7 +28,8 @@ class NetworkConfig:
     surface_mlp: tuple[int, ...] = (128, 64, 32)     # hidden widths of the surface MLP
     color_feature_channels: int = 16            # channels of the colour encoder's feature map
     color_mlp: tuple[int, ...] = (64, 32)      # hidden widths of the colour MLP
-    mlp_skip: bool = True                       # re-inject the point feature at each hidden layer (PIFu)
+    # re-inject the point feature at each hidden layer (PIFu)
+    mlp_skip: bool = True
     encoder: str = 'hrnet'                      # 'hrnet', or 'pifu' (hourglass + ResNet colour)
     hg_stacks: int = 4                          # pifu: stacked hourglass modules
     hg_depth: int = 2                           # pifu: recursion depth of each hourglass
@@ -146,7 +148,7 @@ class MonoPortConfig:
             view_yaw(view)
 
     def replace(self, **changes: Any) -> 'MonoPortConfig':
-        """Validated copy with ``changes`` applied."""
+        """Return a validated copy with ``changes`` applied."""
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new

@@ -1,4 +1,5 @@
-"""Efficient surface localization (MonoPort): coarse-to-fine occupancy evaluation.
+"""
+Efficient surface localization (MonoPort): coarse-to-fine occupancy evaluation.
 
 The volume has ``resolution + 1`` grid points per axis spanning model space [-1, 1] (index ``i`` sits
 at ``-1 + 2 i / resolution``), so every coarse grid is an exact subset of the finer ones.
@@ -108,7 +109,8 @@ def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
 
 def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, threshold: float = 0.5,
                      batch_size: int = 65536, max_rounds: int = 64) -> LocalizedVolume:
-    """Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid with ``octree_depth`` levels.
+    """
+    Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid with ``octree_depth`` levels.
 
     ``octree_depth == 1`` is dense evaluation. Queries go in batches of at most ``batch_size`` points,
     so memory stays bounded at any resolution.
@@ -166,7 +168,7 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
 
 def dense_occupancy(query_fn: QueryFn, resolution: int, threshold: float = 0.5,
                     batch_size: int = 65536) -> LocalizedVolume:
-    """Reference: query every grid point."""
+    """Query every grid point (the reference)."""
     return localize_surface(query_fn, resolution, 1, threshold, batch_size)
 
 

@@ -20,18 +20,19 @@ class SurfaceMesh:
 
     @property
     def empty(self) -> bool:
-        """True when there is no triangle."""
+        """Whether there is no triangle."""
         return self.faces.shape[0] == 0
 
     @staticmethod
     def nothing() -> 'SurfaceMesh':
-        """The empty mesh."""
+        """Return the empty mesh."""
         return SurfaceMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32),
                            np.zeros((0, 3), np.float32))
 
 
 def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
-    """Iso-surface of ``volume.values`` at its threshold, in model space; closed for closed shapes.
+    """
+    Iso-surface of ``volume.values`` at its threshold, in model space; closed for closed shapes.
 
     Only the box around the inside voxels is meshed, padded with outside values so that a shape
     touching the grid border is still closed. ``stride`` > 1 meshes every stride-th grid point (a
@@ -54,9 +55,13 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
 
 
 def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh, max_triangles: int) -> SurfaceMesh:
-    """A mesh of at most ``max_triangles`` (0 = no limit): ``mesh`` itself, or one re-extracted on a
-    coarser grid stride (fast) and, if still too large, quadric-decimated (Open3D). Colours are not
-    carried over (the caller colours the vertices it publishes)."""
+    """
+    Return a mesh of at most ``max_triangles`` (0 = no limit).
+
+    That is ``mesh`` itself, or one re-extracted on a coarser grid stride (fast) and, if still too
+    large, quadric-decimated (Open3D). Colours are not carried over (the caller colours the
+    vertices it publishes).
+    """
     if max_triangles <= 0 or len(mesh.faces) <= max_triangles:
         return mesh
     stride = 1

@@ -1,4 +1,5 @@
-"""MonoPort networks in plain torch: HRNetV2-style encoder, Soft-Z, surface and colour PIFu MLPs.
+"""
+MonoPort networks in plain torch: HRNetV2-style encoder, Soft-Z, surface and colour PIFu MLPs.
 
 Written from the papers' descriptions (PIFu, MonoPort) and HRNetV2's published structure; module names
 follow HRNet's public layout (``conv1``, ``layer1``, ``transition1``, ``stage2`` ...).
@@ -295,7 +296,8 @@ ENCODERS = {'hrnet': (HRNetEncoder, HRNetEncoder), 'pifu': (HourglassEncoder, Re
 
 
 def soft_z(z: torch.Tensor, bins: int) -> torch.Tensor:
-    """Soft-Z depth code: a soft one-hot of ``z`` in [-1, 1] over ``bins`` ordinal bins (..., bins).
+    """
+    Soft-Z depth code: a soft one-hot of ``z`` in [-1, 1] over ``bins`` ordinal bins (..., bins).
 
     Linear interpolation between the two nearest bin centres (weights sum to 1); with ``bins == 0``
     the scalar z itself, as in the original PIFu.
@@ -331,7 +333,8 @@ class PointMLP(nn.Module):
 
 def sample_features(features: torch.Tensor, xy: torch.Tensor,
                     align_corners: bool = False, mode: str = 'bilinear') -> torch.Tensor:
-    """Sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C).
+    """
+    Sample (B, C, h, w) features at model-space ``xy`` (B, N, 2) -> (B, N, C).
 
     ``align_corners=True`` puts xy = +-1 on the centres of the border texels (PIFu's convention).
     """

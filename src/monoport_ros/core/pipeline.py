@@ -1,4 +1,5 @@
-"""Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
+"""
+Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
 
 Two worker threads, one per stage, so frame n+1's geometry overlaps frame n's colour stage. Frames wait
 in a bounded inbox where the newest frame wins (the oldest waiting one is dropped and counted). Results

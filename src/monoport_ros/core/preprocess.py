@@ -20,7 +20,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def crop_person(rgb: np.ndarray, mask: np.ndarray, size: int,
                 crop: PersonCrop | None = None) -> tuple[np.ndarray, np.ndarray, PersonCrop]:
-    """Crop ``rgb`` (H, W, 3) uint8 around ``mask`` into a ``size`` square.
+    """
+    Crop ``rgb`` (H, W, 3) uint8 around ``mask`` into a ``size`` square.
 
     Returns the crop as float32 RGB in [0, 1] with the background set to 0, the cropped mask
     (float32 in [0, 1]) and the :class:`PersonCrop` that maps model space onto the image.

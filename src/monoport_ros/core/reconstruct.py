@@ -1,4 +1,5 @@
-"""Single-image reconstruction: image -> person crop -> features -> occupancy -> surface -> outputs.
+"""
+Single-image reconstruction: image -> person crop -> features -> occupancy -> surface -> outputs.
 
 Split in two stages so that they can run on two devices and overlap between frames
 (:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.geometry` (segmentation, surface encoder,
@@ -28,8 +29,10 @@ from .rendering import render_view
 LOG = logging.getLogger(__name__)
 ALL_OUTPUTS = frozenset({'points', 'mesh', 'views', 'mask'})
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / 'models' / 'default.safetensors'
-HULL_MARGIN_PX = 3       # slack of the visual-hull carving around the segmented person (crop pixels)
-PREMASKED_LEVEL = 8      # with segmentation off, pixels brighter than this (any channel) are the person
+# slack of the visual-hull carving around the segmented person (crop pixels)
+HULL_MARGIN_PX = 3
+# with segmentation off, pixels brighter than this (any channel) are the person
+PREMASKED_LEVEL = 8
 
 
 def resolve_device(name: str, fallback: bool) -> torch.device:
@@ -52,7 +55,7 @@ def resolve_device(name: str, fallback: bool) -> torch.device:
 
 
 def model_path(config: MonoPortConfig) -> Path:
-    """The checkpoint a config asks for (the shipped default model when empty)."""
+    """Return the checkpoint a config asks for (the shipped default model when empty)."""
     return Path(config.checkpoint).expanduser() if config.checkpoint else DEFAULT_MODEL
 
 
@@ -90,7 +93,8 @@ class Reconstruction:
 
 
 def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> np.ndarray:
-    """Person mask of the crop, dilated by ``margin_px``, as float32 0/1.
+    """
+    Person mask of the crop, dilated by ``margin_px``, as float32 0/1.
 
     Points that project outside it are outside the person (the visual hull of one view); the surface
     net is only asked about the rest. This removes spurious geometry the net may put in the empty
@@ -101,7 +105,7 @@ def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> 
 
 
 def check_image(rgb: np.ndarray) -> None:
-    """ValueError unless ``rgb`` is a non-empty (H, W, 3) uint8 array."""
+    """Raise ValueError unless ``rgb`` is a non-empty (H, W, 3) uint8 array."""
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         shape = getattr(rgb, 'shape', None)
         raise ValueError(f'expected an (H, W, 3) uint8 RGB image, got {type(rgb).__name__} {shape} '

@@ -1,4 +1,5 @@
-"""Load the publicly released PIFu / MonoPort weights onto :class:`MonoPortNet`, running no code.
+"""
+Load the publicly released PIFu / MonoPort weights onto :class:`MonoPortNet`, running no code.
 
 What was released (facts read from the public repositories; no code taken from them):
 
@@ -354,7 +355,8 @@ def map_pifu(g: State, c: State, cfg: NetworkConfig, source: str = 'weights') ->
 
 def load_released(path: str | Path, device: str | torch.device = 'cpu',
                   color_path: str | Path | None = None) -> MonoPortNet:
-    """Build a :class:`MonoPortNet` from released PIFu / MonoPort weights (eval mode).
+    """
+    Build a :class:`MonoPortNet` from released PIFu / MonoPort weights (eval mode).
 
     ``path`` is the ``net_G`` file (``net_C`` is looked for next to it, or given as
     ``color_path``), a ``net_C`` file (``net_G`` is looked for likewise), a folder holding both,

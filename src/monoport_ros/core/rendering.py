@@ -1,4 +1,5 @@
-"""Direct rendering (MonoPort): images of the reconstruction straight from the occupancy volume.
+"""
+Direct rendering (MonoPort): images of the reconstruction straight from the occupancy volume.
 
 For each pixel the first occupied grid sample along the viewing ray is the visible surface (refined to
 sub-voxel depth by linear interpolation of the occupancy values); normals come from the occupancy
@@ -30,7 +31,8 @@ class RenderedView:
 
     color: np.ndarray     # (S, S, 3) uint8
     normals: np.ndarray   # (S, S, 3) uint8, view-space normal * 0.5 + 0.5
-    depth: np.ndarray     # (S, S) float32, view-space z of the hit (towards the viewer), NaN = no hit
+    # (S, S) float32, view-space z of the hit (towards the viewer), NaN = no hit
+    depth: np.ndarray
     mask: np.ndarray      # (S, S) bool
     points: np.ndarray    # (K, 3) float32 model-space visible points (mask order, row-major)
 
