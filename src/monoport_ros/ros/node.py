@@ -1,0 +1,473 @@
+"""
+``monoport_node``: RGB images in, a coloured 3D human out.
+
+Subscriptions
+    ``image`` (sensor_msgs/Image; rgb8, bgr8, rgba8, bgra8, mono8; sensor-data QoS, reliability
+    from ``image_reliability``) and ``camera_info`` (sensor_msgs/CameraInfo, optional).
+
+Publications (stamp = the input image's stamp; frame = ``frame_id`` or else the image's frame)
+    ``~/points``        sensor_msgs/PointCloud2, x y z float32 + packed rgb, the coloured surface;
+    ``~/mesh_marker``   visualization_msgs/Marker TRIANGLE_LIST with per-vertex colours (at most
+                        ``mesh_max_triangles``); a DELETE marker when no person is seen;
+    ``~/mesh``          shape_msgs/Mesh of the same surface. The message has no header: its
+                        vertices are in the frame (and of the stamp) of the ``~/mesh_marker`` and
+                        ``~/points`` published with it, i.e. the camera's optical frame;
+    ``~/render/<view>`` sensor_msgs/Image rgb8, a direct rendering per ``render_views`` entry;
+    ``~/mask``          sensor_msgs/Image mono8, the person segmentation (input size);
+    ``/diagnostics``    diagnostic_msgs/DiagnosticArray once a second.
+
+Geometry is placed metrically in the optical frame (x right, y down, z forward) with the
+CameraInfo intrinsics (or a default camera, focal length = longer image side) and the subject at
+``subject_distance`` metres, or at the distance where a person ``subject_height`` tall appears as
+tall as the segmented one. Outputs are RELIABLE by default (``output_reliability``); each topic's
+QoS can also be overridden with the standard ``qos_overrides.<topic>.publisher.*`` parameters.
+
+The engine runs in the two worker threads of :class:`TwoDevicePipeline` (newest frame wins), so the
+executor never waits for it; work for outputs without subscribers is skipped. Parameters are those
+of :class:`MonoPortConfig`, validated at start-up (a bad value or model file ends the node with one
+error line and exit code 2) and on every change (rejected with the reason).
+"""
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from shape_msgs.msg import Mesh
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from . import conversions as conv
+from . import params as P
+from ..core.camera import PinholeCamera
+from ..core.config import MonoPortConfig
+from ..core.reconstruct import check_image
+from ..core.segmentation import check_rgb
+
+NODE_NAME = 'monoport_node'
+DEFAULT_FRAME = 'camera'            # used when neither frame_id nor the image name a frame
+PipelineFactory = Callable[[MonoPortConfig, Callable[..., None]], Any]
+
+
+@dataclass
+class FrameMeta:
+    """What travels with a frame through the pipeline."""
+
+    header: Header                  # input stamp + output frame
+    input_frame: str
+    width: int
+    height: int
+    camera: PinholeCamera
+    received: float                 # time.monotonic() at the image callback
+    outputs: frozenset
+
+
+def camera_from_info(msg: CameraInfo) -> PinholeCamera:
+    """Make a PinholeCamera from a CameraInfo's size and K (ValueError when unusable)."""
+    k = [float(v) for v in msg.k]
+    cam = PinholeCamera(int(msg.width), int(msg.height), k[0], k[4], k[2], k[5])
+    cam.validate()
+    if not all(math.isfinite(v) for v in (cam.cx, cam.cy)):
+        raise ValueError(f'invalid camera centre in {cam}')
+    return cam
+
+
+def _reliability(name: str) -> ReliabilityPolicy:
+    return ReliabilityPolicy.RELIABLE if name == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+
+
+def _default_pipeline(config: MonoPortConfig, on_result: Callable[..., None]) -> Any:
+    from ..core.pipeline import TwoDevicePipeline
+    return TwoDevicePipeline(config, on_result)
+
+
+class MonoPortNode(Node):
+    """The reconstruction node (see the module docstring for its interface)."""
+
+    def __init__(self, pipeline_factory: PipelineFactory | None = None,
+                 **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.pipeline = None
+        try:
+            self._setup(pipeline_factory or _default_pipeline)
+        except BaseException:
+            self.close()
+            self.destroy_node()
+            raise
+
+    # ------------------------------------------------------------------------------ set-up
+    def _setup(self, pipeline_factory: PipelineFactory) -> None:
+        try:
+            self.declare_parameters('', P.declarations())
+        except ParameterException as exc:
+            raise ValueError(f'invalid parameter: {exc}') from exc
+        values = {}
+        for name, default, _ in P.declarations():
+            try:
+                values[name] = self.get_parameter(name).value
+            except ParameterUninitializedException:
+                # an empty list in a params file or on the command line has no type
+                if not isinstance(default, list):
+                    raise ValueError(f'parameter {name} has no value') from None
+                self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
+                values[name] = []
+        self.config: MonoPortConfig = P.config_from_values(values)
+        self._lock = threading.Lock()
+        self._counters = collections.Counter()
+        self._latencies: collections.deque = collections.deque(maxlen=200)
+        self._camera: PinholeCamera | None = None
+        self._last_accept = -math.inf
+        self._last_timings: dict[str, float] = {}
+        self._seq = 0
+        self._window = (time.monotonic(), collections.Counter())
+
+        self.pipeline = pipeline_factory(self.config, self._on_result)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self.pub_points = self._output(PointCloud2, '~/points')
+        self.pub_marker = self._output(Marker, '~/mesh_marker')
+        self.pub_mesh = self._output(Mesh, '~/mesh')
+        self.pub_mask = self._output(Image, '~/mask')
+        self.pub_views: dict[str, Any] = {}
+        self._ensure_view_publishers(self.config.render_views)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+        in_qos = QoSProfile(history=qos_profile_sensor_data.history,
+                            depth=qos_profile_sensor_data.depth,
+                            reliability=_reliability(self.config.image_reliability))
+        self.sub_image = self.create_subscription(
+            Image, 'image', self._on_image, in_qos,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                                 in_qos)
+        self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        rec = getattr(self.pipeline, 'reconstructor', None)
+        devices = (getattr(rec, 'geometry_device', self.config.geometry_device),
+                   getattr(rec, 'color_device', self.config.color_device))
+        self.devices = tuple(str(d) for d in devices)
+        self.get_logger().info(
+            f'ready: image topic {self.sub_image.topic_name}, '
+            f'resolution {self.config.resolution}, '
+            f'octree_depth {self.config.octree_depth}, devices geometry={self.devices[0]} '
+            f'color={self.devices[1]}, views {self.config.render_views}')
+
+    def _output(self, msg_type: Any, topic: str) -> Any:
+        """Create an output publisher: output_reliability, overridable per topic."""
+        # a fresh profile each time: rclpy writes the qos_overrides into the object passed
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+                         reliability=_reliability(self.config.output_reliability))
+        return self.create_publisher(
+            msg_type, topic, qos,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+
+    def _ensure_view_publishers(self, views: list[str]) -> None:
+        for view in views:
+            if view not in self.pub_views:
+                self.pub_views[view] = self._output(Image, f'~/render/{view}')
+
+    # --------------------------------------------------------------------------- parameters
+    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        try:
+            P.apply_parameters(self.config, parameters)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        names = {p.name for p in parameters}
+        if not names & set(P.default_values()):
+            return
+        config = P.apply_parameters(self.config, parameters)
+        try:
+            self.pipeline.update_config(config)
+        except (ValueError, TypeError) as exc:      # cannot happen after _check_parameters
+            self.get_logger().error(f'engine refused the new settings: {exc}')
+            return
+        self._ensure_view_publishers(config.render_views)
+        self.config = config
+        self.get_logger().info('parameters changed: ' + ', '.join(
+            f'{p.name}={p.value!r}' for p in parameters))
+
+    # ----------------------------------------------------------------------------- inputs
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[key] += n
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._camera = camera_from_info(msg)
+        except (ValueError, IndexError) as exc:
+            self._camera = None
+            self._count('bad_camera_info')
+            self.get_logger().warning(f'ignoring camera_info ({exc}); using a default camera',
+                                      throttle_duration_sec=5.0)
+
+    def _wanted_outputs(self) -> frozenset:
+        cfg = self.config
+        out = set()
+        if self.pub_points.get_subscription_count():
+            out.add('points')
+        if cfg.output_dir or self.pub_marker.get_subscription_count() \
+                or self.pub_mesh.get_subscription_count():
+            out.add('mesh')
+        if cfg.render_views and (cfg.output_dir or any(
+                self.pub_views[v].get_subscription_count() for v in cfg.render_views)):
+            out.add('views')
+        if self.pub_mask.get_subscription_count():
+            out.add('mask')
+        return frozenset(out)
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            self._handle_image(msg)
+        except Exception as exc:    # noqa: BLE001 - a callback must never take the node down
+            self._count('invalid')
+            self.get_logger().error(f'frame dropped: {type(exc).__name__}: {exc}',
+                                    throttle_duration_sec=5.0)
+
+    def _handle_image(self, msg: Image) -> None:
+        cfg = self.config
+        self._count('received')
+        now = time.monotonic()
+        if cfg.max_rate > 0 and now - self._last_accept < 1.0 / cfg.max_rate:
+            self._count('rate_limited')
+            return
+        try:
+            rgb = conv.image_to_rgb(msg, cfg.max_image_pixels)
+            check_image(rgb)                    # the engine's own limits (e.g. smallest size)
+            if cfg.segmentation:
+                check_rgb(rgb)
+        except ValueError as exc:
+            self._count('invalid')
+            self.get_logger().warning(f'frame dropped: {exc}', throttle_duration_sec=5.0)
+            return
+        outputs = self._wanted_outputs()
+        if not outputs:
+            self._count('skipped_no_subscribers')
+            return
+        h, w = rgb.shape[:2]
+        cam = self._camera
+        if cam is not None and (cam.width, cam.height) != (w, h):
+            self.get_logger().warning(
+                f'camera_info size {cam.width}x{cam.height} does not match the image {w}x{h}; '
+                'using a default camera', throttle_duration_sec=5.0)
+            self._count('camera_info_mismatch')
+            cam = None
+        header = Header(stamp=msg.header.stamp,
+                        frame_id=cfg.frame_id or msg.header.frame_id or DEFAULT_FRAME)
+        meta = FrameMeta(header, msg.header.frame_id, w, h,
+                         cam or PinholeCamera.default_for(w, h), now, outputs)
+        self._last_accept = now
+        self.pipeline.submit(rgb, meta, outputs)
+
+    # ---------------------------------------------------------------------------- outputs
+    def _on_result(self, meta: FrameMeta, rec: Any, error: BaseException | None) -> None:
+        """Pipeline callback (worker thread): publish one frame's outputs."""
+        if not self.context.ok():       # shutting down: nothing can be published any more
+            return
+        if error is not None:
+            self._count('failed')
+            self.get_logger().error(f'reconstruction failed: {type(error).__name__}: {error}',
+                                    throttle_duration_sec=5.0)
+            return
+        try:
+            self._publish(meta, rec)
+        except Exception as exc:    # noqa: BLE001 - keep the worker alive
+            self._count('failed')
+            self.get_logger().error(f'publishing failed: {type(exc).__name__}: {exc}',
+                                    throttle_duration_sec=5.0)
+
+    def _publish(self, meta: FrameMeta, rec: Any) -> None:
+        cfg = self.config
+        header = meta.header
+        if 'mask' in meta.outputs and rec.mask is not None and rec.mask.size:
+            self.pub_mask.publish(conv.array_to_image(np.ascontiguousarray(rec.mask, bool),
+                                                      'mono8', header))
+        if not rec.person:
+            self._count('no_person')
+            self.pub_marker.publish(conv.delete_marker(header))
+        else:
+            self._publish_geometry(meta, rec)
+            for view, image in rec.views.items():
+                pub = self.pub_views.get(view)
+                if pub is not None and pub.get_subscription_count():
+                    pub.publish(conv.rgb_to_image(image, 'rgb8', header))
+        with self._lock:
+            self._counters['published'] += 1
+            self._latencies.append(time.monotonic() - meta.received)
+            self._last_timings = dict(getattr(rec, 'timings_ms', {}) or {})
+            self._seq += 1
+            seq = self._seq
+        if cfg.output_dir and rec.person:
+            self._write_outputs(Path(cfg.output_dir), seq, rec)
+
+    def _distance(self, cam: PinholeCamera, rec: Any) -> float:
+        if self.config.subject_distance > 0:
+            return self.config.subject_distance
+        return cam.subject_distance(rec.person_height_px, self.config.subject_height)
+
+    def _publish_geometry(self, meta: FrameMeta, rec: Any) -> None:
+        cam = meta.camera
+        dist = self._distance(cam, rec)
+        if 'points' in meta.outputs and len(rec.points):
+            pts = cam.model_to_optical(rec.crop, rec.points, dist)
+            self.pub_points.publish(conv.points_to_cloud(pts, rec.point_colors, meta.header))
+        if 'mesh' in meta.outputs:
+            verts = cam.model_to_optical(rec.crop, rec.vertices, dist) if len(rec.vertices) \
+                else np.zeros((0, 3))
+            if self.pub_marker.get_subscription_count():
+                if len(rec.faces):
+                    self.pub_marker.publish(conv.marker_cdr(verts, rec.faces, rec.vertex_colors,
+                                                            meta.header))
+                else:
+                    self.pub_marker.publish(conv.delete_marker(meta.header))
+            if self.pub_mesh.get_subscription_count():
+                self.pub_mesh.publish(conv.mesh_cdr(verts, rec.faces))
+
+    def _write_outputs(self, out: Path, seq: int, rec: Any) -> None:
+        """Mesh (.ply, model space: x right, y up, z towards the camera) and views (.png)."""
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            stem = f'frame_{seq:06d}'
+            if len(rec.faces):
+                import trimesh
+                colors = conv.colors_to_uint8(rec.vertex_colors)
+                mesh = trimesh.Trimesh(rec.vertices, rec.faces, vertex_colors=colors,
+                                       process=False)
+                mesh.export(out / f'{stem}_mesh.ply')
+            if rec.views:
+                import cv2
+                for view, image in rec.views.items():
+                    cv2.imwrite(str(out / f'{stem}_{view}.png'),
+                                np.ascontiguousarray(image[:, :, ::-1]))
+        except Exception as exc:    # noqa: BLE001 - a full disk must not stop the node
+            self._count('write_errors')
+            self.get_logger().error(f'writing outputs to {out} failed: {exc}',
+                                    throttle_duration_sec=10.0)
+
+    # ------------------------------------------------------------------------ diagnostics
+    def stats(self) -> dict[str, Any]:
+        """Node and pipeline counters."""
+        with self._lock:
+            counters = dict(self._counters)
+        pipe = dict(self.pipeline.stats) if self.pipeline is not None else {}
+        counters.update({f'pipeline_{k}': v for k, v in pipe.items()})
+        return counters
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            self.pub_diag.publish(self.diagnostics())
+        except Exception as exc:    # noqa: BLE001
+            self.get_logger().error(f'diagnostics failed: {exc}', throttle_duration_sec=30.0)
+
+    def diagnostics(self) -> DiagnosticArray:
+        """Build the DiagnosticArray: rates, latency, drop/failure counts and devices."""
+        now = time.monotonic()
+        stats = self.stats()
+        t0, before = self._window
+        dt = max(now - t0, 1e-3)
+        self._window = (now, collections.Counter(stats))
+        delta = {k: stats.get(k, 0) - before.get(k, 0) for k in stats}
+        with self._lock:
+            lat = list(self._latencies)
+            self._latencies.clear()
+            timings = dict(self._last_timings)
+        status = DiagnosticStatus(
+            name=f'{self.get_name()}: reconstruction',
+            hardware_id=f'geometry={self.devices[0]} color={self.devices[1]}')
+        if delta.get('failed', 0) and not delta.get('published', 0):
+            status.level, status.message = DiagnosticStatus.ERROR, 'reconstruction failing'
+        elif delta.get('failed', 0) or delta.get('invalid', 0):
+            status.level, status.message = DiagnosticStatus.WARN, 'frames dropped'
+        elif not stats.get('received', 0):
+            status.level, status.message = DiagnosticStatus.OK, 'waiting for images'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'running'
+        values = {
+            'rate_hz': delta.get('published', 0) / dt,
+            'input_rate_hz': delta.get('received', 0) / dt,
+            'latency_ms': 1e3 * float(np.mean(lat)) if lat else float('nan'),
+            'latency_max_ms': 1e3 * float(np.max(lat)) if lat else float('nan'),
+            'received': stats.get('received', 0),
+            'published': stats.get('published', 0),
+            'dropped': stats.get('pipeline_dropped', 0),
+            'invalid': stats.get('invalid', 0),
+            'failed': stats.get('failed', 0),
+            'rate_limited': stats.get('rate_limited', 0),
+            'no_person': stats.get('no_person', 0),
+            'skipped_no_subscribers': stats.get('skipped_no_subscribers', 0),
+            'bad_camera_info': stats.get('bad_camera_info', 0),
+            'geometry_device': self.devices[0],
+            'color_device': self.devices[1],
+            'resolution': self.config.resolution,
+            'octree_depth': self.config.octree_depth,
+        }
+        values.update({f'time_{k}_ms': round(v, 2) for k, v in timings.items()})
+        status.values = [KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))
+                         for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return msg
+
+    def close(self) -> None:
+        """Stop the pipeline's workers (idempotent)."""
+        pipe, self.pipeline = self.pipeline, None
+        if pipe is not None:
+            pipe.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run ``monoport_node`` until SIGINT/SIGTERM; exit code 0, or 2 on a bad set-up."""
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:                    # noqa: BLE001 - e.g. an unreadable params file
+        print(f'[FATAL] [{NODE_NAME}]: cannot start: {" ".join(str(exc).split())}',
+              file=sys.stderr)
+        return 2
+    node = None
+    try:
+        node = MonoPortNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:                   # bad parameter, device or model file
+        if not rclpy.ok():                      # stopped while starting: not an error
+            return 0
+        msg = ' '.join(str(exc).split())
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {msg}')
+        return 2
+    except Exception:                           # noqa: BLE001
+        if rclpy.ok():
+            raise
+        # a signal arrived while the node was being built: its context is already gone
+    finally:
+        if node is not None:
+            if rclpy.ok():
+                node.get_logger().info('shutting down')
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

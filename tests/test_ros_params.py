@@ -1,0 +1,351 @@
+"""Node parameters (from MonoPortConfig) and the node's logic, in-process with a fake engine."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+import time
+
+from builtin_interfaces.msg import Time
+import numpy as np
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import ParameterType
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+import yaml
+
+from monoport_ros.core.camera import PersonCrop, PinholeCamera
+from monoport_ros.core.config import MonoPortConfig
+from monoport_ros.core.reconstruct import Reconstruction
+from monoport_ros.ros import conversions as conv
+from monoport_ros.ros import params as P
+from monoport_ros.ros.node import camera_from_info, MonoPortNode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakePipeline:
+    """Records what the node hands to the engine; results are delivered by the test."""
+
+    def __init__(self, config, on_result):
+        self.config, self.on_result = config, on_result
+        self.submitted, self.updates, self.closed = [], [], False
+        self.stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0}
+
+    def submit(self, rgb, meta, outputs):
+        self.submitted.append((rgb, meta, outputs))
+        self.stats['submitted'] += 1
+        return True
+
+    def update_config(self, config):
+        self.updates.append(config)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def ctx():
+    context = Context()
+    rclpy.init(context=context, domain_id=110 + os.getpid() % 100)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+def _node(ctx, overrides=None) -> MonoPortNode:
+    return MonoPortNode(pipeline_factory=FakePipeline, context=ctx,
+                        parameter_overrides=overrides or [])
+
+
+def _image(w=32, h=24, encoding='rgb8', frame='cam', sec=7) -> Image:
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[4:20, 10:20] = 200
+    return conv.rgb_to_image(rgb, encoding, Header(stamp=Time(sec=sec, nanosec=5), frame_id=frame))
+
+
+# ------------------------------------------------------------------------- declarations
+
+def test_one_parameter_per_config_field_with_descriptor():
+    decl = {name: (default, d) for name, default, d in P.declarations()}
+    fields = {f.name: f for f in dataclasses.fields(MonoPortConfig)}
+    assert set(decl) == set(fields)
+    defaults = dataclasses.asdict(MonoPortConfig())
+    for name, (default, d) in decl.items():
+        meta = fields[name].metadata
+        assert default == defaults[name] and d.name == name
+        assert d.description == meta['description'] and d.read_only == (not meta['dynamic'])
+        lo, hi, _ = meta['range']
+        if lo is not None:
+            rng = d.integer_range or d.floating_point_range
+            assert len(rng) == 1 and (rng[0].from_value, rng[0].to_value) == (lo, hi), name
+        if meta['choices']:
+            assert all(c in d.additional_constraints for c in meta['choices'])
+    assert decl['resolution'][1].type == ParameterType.PARAMETER_INTEGER
+    assert decl['threshold'][1].type == ParameterType.PARAMETER_DOUBLE
+    assert decl['segmentation'][1].type == ParameterType.PARAMETER_BOOL
+    assert decl['render_views'][1].type == ParameterType.PARAMETER_STRING_ARRAY
+    assert decl['checkpoint'][1].read_only and not decl['threshold'][1].read_only
+
+
+def test_config_from_values_validates():
+    assert P.config_from_values({'subject_height': 2}).subject_height == 2.0   # int for double
+    for values, reason in [({'resolution': 100}, 'power of two'),
+                           ({'threshold': 1.5}, 'threshold'),
+                           ({'resolution': 16, 'octree_depth': 5}, 'too deep'),
+                           ({'render_views': ['front', 'top']}, 'unknown render view'),
+                           ({'image_reliability': 'sometimes'}, 'image_reliability'),
+                           ({'resolution': 'big'}, 'expected int'),
+                           ({'nonsense': 1}, 'unknown parameters')]:
+        with pytest.raises(ValueError, match=reason):
+            P.config_from_values(values)
+
+
+def test_params_yaml_lists_every_field_with_its_default():
+    data = yaml.safe_load((REPO / 'config' / 'monoport.yaml').read_text())
+    params = data['monoport_node']['ros__parameters']
+    defaults = dataclasses.asdict(MonoPortConfig())
+    assert list(params) == list(defaults)          # every field, in declaration order
+    for name, value in params.items():
+        assert type(value) is type(defaults[name]), name     # e.g. 0.0, not 0, for doubles
+        assert value == defaults[name], name
+    P.config_from_values(params)
+
+
+# -------------------------------------------------------------------------- the node
+
+def test_node_declares_and_rejects_invalid_changes_with_reason(ctx):
+    node = _node(ctx, [Parameter('resolution', value=64), Parameter('octree_depth', value=3)])
+    try:
+        assert node.config.resolution == 64 and node.config.octree_depth == 3
+        d = node.describe_parameter('threshold')
+        assert d.floating_point_range[0].to_value == pytest.approx(0.99)
+
+        def reason(*params):
+            results = node.set_parameters(list(params))
+            return [r.reason for r in results if not r.successful]
+
+        assert reason(Parameter('resolution', value=100)) and \
+            'power of two' in reason(Parameter('resolution', value=100))[0]
+        assert reason(Parameter('threshold', value=1.5))           # rclpy range check
+        assert reason(Parameter('resolution', value='high'))       # wrong type
+        assert 'read-only' in reason(Parameter('geometry_device', value='cuda:0'))[0]
+        assert 'unknown render view' in reason(Parameter('render_views', value=['top']))[0]
+        assert node.config.resolution == 64 and node.pipeline.updates == []
+
+        ok = node.set_parameters_atomically([Parameter('resolution', value=16),
+                                             Parameter('octree_depth', value=2)])
+        assert ok.successful, ok.reason
+        assert node.config.resolution == 16 and node.pipeline.updates[-1].resolution == 16
+        assert not node.set_parameters([Parameter('octree_depth', value=5)])[0].successful
+
+        assert node.set_parameters([Parameter('render_views', value=['front', 'yaw45'])])[0] \
+            .successful
+        assert node.pipeline.updates[-1].render_views == ['front', 'yaw45']
+        topics = {name for name, _ in node.get_publisher_names_and_types_by_node(
+            'monoport_node', '/')}
+        assert '/monoport_node/render/yaw45' in topics
+        assert {'/monoport_node/points', '/monoport_node/mesh_marker', '/monoport_node/mesh',
+                '/monoport_node/mask', '/monoport_node/render/front', '/diagnostics'} <= topics
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+@pytest.mark.parametrize('overrides, reason', [
+    ([Parameter('resolution', value=100)], 'power of two'),
+    ([Parameter('threshold', value=2.0)], 'threshold'),
+    ([Parameter('resolution', value='high')], 'resolution'),
+])
+def test_bad_start_up_parameters_raise_value_error(ctx, overrides, reason):
+    with pytest.raises(ValueError, match=reason):
+        _node(ctx, overrides)
+
+
+def test_qos_reliable_outputs_by_default_and_overridable(ctx):
+    node = _node(ctx, [Parameter('qos_overrides./monoport_node/points.publisher.reliability',
+                                 value='best_effort')])
+    try:
+        assert node.pub_points.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        for pub in (node.pub_marker, node.pub_mesh, node.pub_mask, node.pub_views['front']):
+            assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert node.sub_image.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        node.close()
+        node.destroy_node()
+    node = _node(ctx, [Parameter('output_reliability', value='best_effort'),
+                       Parameter('image_reliability', value='reliable')])
+    try:
+        assert node.pub_marker.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert node.sub_image.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_untyped_empty_list_override_means_no_views(ctx):
+    # `render_views: []` in a params file arrives without a type
+    node = _node(ctx, [Parameter('render_views')])
+    try:
+        assert node.config.render_views == [] and node.get_parameter('render_views').value == []
+    finally:
+        node.close()
+        node.destroy_node()
+    with pytest.raises(ValueError, match='threshold has no value'):
+        _node(ctx, [Parameter('threshold')])
+
+
+def test_image_callback_converts_filters_and_never_raises(ctx):
+    node = _node(ctx, [Parameter('output_dir', value='/tmp/unused')])   # 'mesh' + 'views' wanted
+    try:
+        pipe = node.pipeline
+        node._on_image(_image(encoding='bgr8'))
+        assert len(pipe.submitted) == 1
+        rgb, meta, outputs = pipe.submitted[0]
+        assert rgb.shape == (24, 32, 3) and rgb[10, 15].tolist() == [200, 200, 200]
+        assert outputs == {'mesh', 'views'}
+        assert meta.header.frame_id == 'cam' and meta.header.stamp.sec == 7
+        assert meta.camera == PinholeCamera.default_for(32, 24)
+
+        yuv = _image()
+        yuv.encoding = 'yuv422'
+        bad = [yuv, _image(w=4, h=4)]
+        wrong_step = _image()
+        wrong_step.step = 10
+        short = _image()
+        short.data = short.data[:-1]
+        empty = Image(encoding='rgb8')
+        for msg in bad + [wrong_step, short, empty]:
+            node._on_image(msg)                       # must not raise
+        assert len(pipe.submitted) == 1
+        assert node.stats()['invalid'] == 5
+
+        node.set_parameters([Parameter('frame_id', value='person_frame'),
+                             Parameter('max_rate', value=10.0)])
+        time.sleep(0.11)
+        node._on_image(_image(sec=8))
+        node._on_image(_image(sec=9))                 # within 0.1 s of the previous one
+        assert [m.header.stamp.sec for _, m, _ in pipe.submitted] == [7, 8]
+        assert pipe.submitted[-1][1].header.frame_id == 'person_frame'
+        assert node.stats()['rate_limited'] == 1
+
+        node.set_parameters([Parameter('output_dir', value=''), Parameter('max_rate', value=0.0)])
+        node._on_image(_image(sec=10))                # nobody listens: no work at all
+        assert len(pipe.submitted) == 2 and node.stats()['skipped_no_subscribers'] == 1
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_camera_info_validation(ctx):
+    info = CameraInfo(width=32, height=24)
+    info.k = [300.0, 0.0, 16.0, 0.0, 310.0, 12.0, 0.0, 0.0, 1.0]
+    cam = camera_from_info(info)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy) == (300.0, 310.0, 16.0, 12.0)
+    for k in ([0.0] * 9, [math.nan, 0, 16, 0, 300, 12, 0, 0, 1]):
+        bad = CameraInfo(width=32, height=24)
+        bad.k = k
+        with pytest.raises(ValueError):
+            camera_from_info(bad)
+
+    node = _node(ctx, [Parameter('output_dir', value='/tmp/unused')])
+    try:
+        node._on_camera_info(info)
+        node._on_image(_image())
+        assert node.pipeline.submitted[-1][1].camera == cam
+        zeros = CameraInfo(width=32, height=24)
+        node._on_camera_info(zeros)                   # ignored, warned, default camera used
+        node._on_image(_image())
+        assert node.pipeline.submitted[-1][1].camera == PinholeCamera.default_for(32, 24)
+        node._on_camera_info(info)
+        node._on_image(_image(w=40))                  # size mismatch: default camera
+        assert node.pipeline.submitted[-1][1].camera == PinholeCamera.default_for(40, 24)
+        stats = node.stats()
+        assert stats['bad_camera_info'] == 1 and stats['camera_info_mismatch'] == 1
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def _fake_reconstruction() -> Reconstruction:
+    v = np.array([[0, 0.5, 0], [0.2, 0.5, 0], [0, 0.7, 0.1], [0.3, -0.5, -0.1]], np.float32)
+    f = np.array([[0, 1, 2], [1, 3, 2]], np.int32)
+    c = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], np.float32)
+    mask = np.zeros((24, 32), bool)
+    mask[4:20, 10:20] = True
+    return Reconstruction(True, mask, PersonCrop(15.0, 12.0, 20.0), 16.0, v, f, c, v, c,
+                          views={'front': np.full((16, 16, 3), 9, np.uint8)})
+
+
+def test_results_are_published_placed_and_written(ctx, tmp_path):
+    out = tmp_path / 'out'
+    node = _node(ctx, [Parameter('output_dir', value=str(out)),
+                       Parameter('subject_height', value=1.6)])
+    probe = rclpy.create_node('probe', context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    got: dict[str, list] = {}
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    for topic, typ in (('points', PointCloud2), ('mesh_marker', Marker), ('mask', Image),
+                       ('render/front', Image)):
+        probe.create_subscription(typ, f'/monoport_node/{topic}',
+                                  lambda m, t=topic: got.setdefault(t, []).append(m), qos)
+    node.diag_timer.cancel()          # diagnostics() below then covers the whole test
+    try:
+        end = time.monotonic() + 10
+        while node.pub_marker.get_subscription_count() == 0 or \
+                node.pub_views['front'].get_subscription_count() == 0:
+            ex.spin_once(timeout_sec=0.05)
+            assert time.monotonic() < end
+        node._on_image(_image())
+        _, meta, outputs = node.pipeline.submitted[-1]
+        assert outputs == {'points', 'mesh', 'views', 'mask'}
+        rec = _fake_reconstruction()
+        node.pipeline.on_result(meta, rec, None)
+        node.pipeline.on_result(meta, None, RuntimeError('out of memory'))   # counted, no raise
+        node.pipeline.on_result(meta, Reconstruction(False, rec.mask), None)   # no person
+        end = time.monotonic() + 10
+        while len(got.get('mesh_marker', [])) < 2 or 'points' not in got or 'render/front' \
+                not in got or len(got.get('mask', [])) < 2:
+            ex.spin_once(timeout_sec=0.05)
+            assert time.monotonic() < end, got.keys()
+        marker, delete = got['mesh_marker']
+        assert marker.action == Marker.ADD and delete.action == Marker.DELETE
+        assert len(marker.points) == len(marker.colors) == 6
+        # metric placement: default camera f=32, person 16 px tall, 1.6 m -> 3.2 m away
+        cam = PinholeCamera.default_for(32, 24)
+        want = cam.model_to_optical(rec.crop, rec.vertices, 3.2)
+        got_pts = np.array([[p.x, p.y, p.z] for p in marker.points])
+        np.testing.assert_allclose(got_pts, want[rec.faces.reshape(-1)], rtol=1e-6)
+        pts, cols = conv.cloud_to_arrays(got['points'][0])
+        np.testing.assert_allclose(pts, want, rtol=1e-6)
+        assert cols.tolist()[:3] == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+        for msg in (marker, got['points'][0], got['render/front'][0], got['mask'][0]):
+            assert msg.header.stamp.sec == 7 and msg.header.frame_id == 'cam'
+        assert got['mask'][0].encoding == 'mono8' and got['mask'][0].width == 32
+        assert (got['render/front'][0].width, got['render/front'][0].encoding) == (16, 'rgb8')
+
+        written = sorted(p.name for p in out.iterdir())
+        assert written == ['frame_000001_front.png', 'frame_000001_mesh.ply']
+        from monoport_ros.core.o3d import o3d
+        mesh = o3d.io.read_triangle_mesh(str(out / 'frame_000001_mesh.ply'))
+        assert len(mesh.triangles) == 2 and mesh.has_vertex_colors()
+
+        diag = node.diagnostics().status[0]
+        values = {kv.key: kv.value for kv in diag.values}
+        assert values['failed'] == '1' and values['published'] == '2'
+        assert values['no_person'] == '1' and values['geometry_device'] == 'cpu'
+        assert diag.level == diag.WARN        # a failure, but frames still get through
+        assert float(values['latency_ms']) >= 0.0
+    finally:
+        node.close()
+        assert node.pipeline is None
+        probe.destroy_node()
+        node.destroy_node()
