@@ -1,4 +1,8 @@
-"""An anny body's occupancy in model space, labelled by Open3D (shared by the bench and the tests)."""
+"""
+An anny body's occupancy in model space, labelled by Open3D.
+
+Shared by the bench and the tests.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +29,8 @@ def human_mesh_field(seed: int = 3, pose: str | None = None):
                         o3d.core.Tensor(person.faces.astype(np.uint32)))
 
     def field(points: torch.Tensor) -> torch.Tensor:
-        occ = scene.compute_occupancy(o3d.core.Tensor(points.numpy().astype(np.float32)), nsamples=3)
+        occ = scene.compute_occupancy(o3d.core.Tensor(points.numpy().astype(np.float32)),
+                                      nsamples=3)
         return torch.from_numpy(occ.numpy().astype(np.float32))
     return field
 
@@ -36,7 +41,8 @@ def human_occupancy_field(resolution: int, seed: int = 3, pose: str | None = Non
 
     The body mesh intersects itself in places (armpits, crossed limbs), and ray parity then leaves
     sealed one- or two-voxel "outside" pockets inside the body; a solid body has none, so they are
-    filled. Returns ``(field, dense_count)``: the field looks the grid value up, exact at grid points.
+    filled. Returns ``(field, dense_count)``: the field looks the grid value up, exact at grid
+    points.
     """
     mesh_field = human_mesh_field(seed, pose)
     n = resolution + 1

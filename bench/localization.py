@@ -44,7 +44,8 @@ def plain_octree_queries(field, resolution: int, depth: int, threshold: float = 
         for dx in (0, 1):
             for dy in (0, 1):
                 for dz in (0, 1):
-                    s = occ[dx:occ.shape[0] - 1 + dx, dy:occ.shape[1] - 1 + dy, dz:occ.shape[2] - 1 + dz]
+                    s = occ[dx:occ.shape[0] - 1 + dx, dy:occ.shape[1] - 1 + dy,
+                            dz:occ.shape[2] - 1 + dz]
                     any_in |= s
                     all_in &= s
         straddle = any_in & ~all_in
@@ -92,11 +93,14 @@ def main() -> int:
         row = {'resolution': res, 'octree_depth': depth, 'dense_queries': dense.queries,
                'queries': fast.queries, 'ratio': round(dense.queries / fast.queries, 1),
                'identical': bool(torch.equal(fast.occupancy, dense.occupancy)),
-               'octree_queries': plain_octree_queries(field, res, depth), 'seconds': round(seconds, 2)}
+               'octree_queries': plain_octree_queries(field, res, depth),
+               'seconds': round(seconds, 2)}
         del dense
         print(json.dumps(row) if args.json else
-              '{resolution:4d}^3  queries {queries:>9d} / dense {dense_queries:>10d}  ratio {ratio:6.1f}  '
-              'identical {identical}  octree {octree_queries:>9d}  {seconds:.2f}s'.format(**row), flush=True)
+              '{resolution:4d}^3  queries {queries:>9d} / dense {dense_queries:>10d}  '
+              'ratio {ratio:6.1f}  '
+              'identical {identical}  octree {octree_queries:>9d}  {seconds:.2f}s'.format(**row),
+              flush=True)
     return 0
 
 

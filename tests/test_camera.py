@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from monoport_ros.core.camera import OrthoCamera, PersonCrop, PinholeCamera, ortho_camera_from_height
+from monoport_ros.core.camera import (OrthoCamera, PersonCrop, PinholeCamera,
+                                      ortho_camera_from_height)
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.preprocess import crop_person
 

@@ -24,7 +24,8 @@ def test_localization_equals_dense(name: str, resolution: int, depth: int) -> No
     # every queried value is the field's own value, and queries were counted honestly
     assert int(fast.queried.sum()) == fast.queries
     assert fast.queries == sum(fast.queries_per_level)
-    # queries scale with surface area (about 1/resolution of the dense count); the plates have the most
+    # queries scale with surface area (about 1/resolution of the dense count); the plates have the
+    # most
     bound = {64: 0.2, 128: 0.1, 256: 0.05}[resolution]
     assert fast.queries < bound * dense.queries, (fast.queries, dense.queries)
 
@@ -87,7 +88,8 @@ def human_field():
 
 
 @pytest.mark.parametrize('resolution,depth', CASES)
-def test_localization_equals_dense_on_a_human_body(human_field, resolution: int, depth: int) -> None:
+def test_localization_equals_dense_on_a_human_body(human_field, resolution: int,
+                                                   depth: int) -> None:
     """An anny body labelled inside/outside by Open3D: identical volume, far fewer queries."""
     dense = dense_occupancy(human_field, resolution, batch_size=1 << 20)
     fast = localize_surface(human_field, resolution, depth, batch_size=1 << 20)

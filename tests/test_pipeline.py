@@ -12,7 +12,8 @@ import torch
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.pipeline import TwoDevicePipeline
-from monoport_ros.core.reconstruct import GeometryResult, Reconstruction, Reconstructor, resolve_device
+from monoport_ros.core.reconstruct import (GeometryResult, Reconstruction, Reconstructor,
+                                           resolve_device)
 
 
 def person_like_image() -> np.ndarray:
@@ -147,7 +148,8 @@ def test_reconstructor_on_two_cpu_devices() -> None:
 
 
 def test_reconstructor_reports_no_person_and_skips_unwanted_outputs() -> None:
-    rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=32, octree_depth=2), random_net())
+    rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=32, octree_depth=2),
+                        random_net())
     empty = rec.reconstruct(np.zeros((64, 64, 3), np.uint8))
     assert not empty.person and len(empty.vertices) == 0
     only_mask = rec.reconstruct(person_like_image(), outputs={'mask'})
@@ -157,7 +159,8 @@ def test_reconstructor_reports_no_person_and_skips_unwanted_outputs() -> None:
 @pytest.mark.parametrize('bad', [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
                                  np.zeros((4, 4, 3), np.uint8), 'not an image'])
 def test_reconstructor_rejects_bad_images(bad) -> None:
-    rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=32, octree_depth=2), random_net())
+    rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=32, octree_depth=2),
+                        random_net())
     with pytest.raises(ValueError):
         rec.reconstruct(bad)
 

@@ -1,4 +1,8 @@
-"""Direct rendering (silhouette, depth order, normals, colour only at visible points) and meshing."""
+"""
+Direct rendering and meshing.
+
+Rendering: silhouette, depth order, normals, colour only at visible points.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +38,11 @@ def test_sphere_silhouette(yaw: float, cx: float) -> None:
 
 
 def test_depth_order_and_front_back() -> None:
-    """Two balls, one in front of the other: the front view sees the near one, the back view the far."""
+    """
+    Two balls, one in front of the other.
+
+    The front view sees the near one, the back view the far.
+    """
     def two(p: torch.Tensor) -> torch.Tensor:
         near = sphere(p, centre=(0.0, 0.0, 0.45), radius=0.3)
         far = sphere(p, centre=(0.2, 0.0, -0.45), radius=0.4)
@@ -44,7 +52,8 @@ def test_depth_order_and_front_back() -> None:
 
     def color_fn(pts: torch.Tensor) -> torch.Tensor:
         # red for the near ball (z > 0), blue for the far one
-        return torch.stack([(pts[:, 2] > 0).float(), torch.zeros(len(pts)), (pts[:, 2] <= 0).float()], 1)
+        return torch.stack([(pts[:, 2] > 0).float(), torch.zeros(len(pts)),
+                            (pts[:, 2] <= 0).float()], 1)
     front = render_view(vol, 0, SIZE, color_fn)
     back = render_view(vol, 180, SIZE, color_fn)
     c = SIZE // 2
@@ -93,7 +102,8 @@ def test_closed_shapes_give_watertight_meshes(name: str) -> None:
 
 
 def test_mesh_of_sphere_has_right_radius() -> None:
-    mesh = extract_mesh(localize_surface(lambda p: sphere(p, centre=(0, 0, 0), radius=0.5), 128, 4))
+    mesh = extract_mesh(
+        localize_surface(lambda p: sphere(p, centre=(0, 0, 0), radius=0.5), 128, 4))
     r = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(r.mean() - 0.5) < 2.0 / 128
 

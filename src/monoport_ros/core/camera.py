@@ -1,14 +1,15 @@
 """
 Cameras and coordinate frames.
 
-*Model space* is PIFu's normalized orthographic cube ``[-1, 1]^3``: x right, y up, z towards the camera.
-A :class:`PersonCrop` (a square box in the image) maps it onto pixels: model ``(x, y)`` lands on the
-pixel-centre coordinates ``(cx + x*side/2, cy - y*side/2)``; z uses the same scale as x and y.
+*Model space* is PIFu's normalized orthographic cube ``[-1, 1]^3``: x right, y up, z towards the
+camera. A :class:`PersonCrop` (a square box in the image) maps it onto pixels: model ``(x, y)``
+lands on the pixel-centre coordinates ``(cx + x*side/2, cy - y*side/2)``; z uses the same scale as
+x and y.
 
 Two metric frames are supported:
 
-* :class:`OrthoCamera`, the orthographic JSON camera of the CLI and of evaluation data (x right, y up,
-  z towards the camera, metres; z = 0 through the centre of the subject's 3D bounding box);
+* :class:`OrthoCamera`, the orthographic JSON camera of the CLI and of evaluation data (x right,
+  y up, z towards the camera, metres; z = 0 through the centre of the subject's 3D bounding box);
 * :class:`PinholeCamera`, from a ROS CameraInfo: points go to the optical frame (x right, y down, z
   forward, REP 103) assuming the subject stands at a known distance (weak perspective).
 """
@@ -32,7 +33,11 @@ class PersonCrop:
 
     @staticmethod
     def from_box(u0: float, v0: float, u1: float, v1: float, fill: float = 0.85) -> 'PersonCrop':
-        """Crop around a pixel box ``[u0, u1) x [v0, v1)`` whose longer side fills ``fill`` of it."""
+        """
+        Crop around a pixel box ``[u0, u1) x [v0, v1)``.
+
+        Its longer side fills ``fill`` of the crop.
+        """
         if u1 <= u0 or v1 <= v0:
             raise ValueError(f'empty person box {(u0, v0, u1, v1)}')
         return PersonCrop((u0 + u1) / 2.0, (v0 + v1) / 2.0, max(u1 - u0, v1 - v0) / fill)
@@ -47,13 +52,21 @@ class PersonCrop:
         return PersonCrop.from_box(cols[0], rows[0], cols[-1] + 1, rows[-1] + 1, fill)
 
     def affine(self, size: int) -> np.ndarray:
-        """2x3 matrix mapping image pixel coordinates to crop pixel coordinates (``size`` square)."""
+        """
+        2x3 matrix mapping image pixel coordinates to crop pixel coordinates.
+
+        The crop is ``size`` square.
+        """
         s = size / self.side
         return np.array([[s, 0.0, size / 2.0 - s * self.cx],
                          [0.0, s, size / 2.0 - s * self.cy]], dtype=np.float64)
 
     def model_to_pixels(self, xy: np.ndarray) -> np.ndarray:
-        """Model ``(x, y)`` -> continuous image pixel coordinates ``(u, v)`` (pixel centres at +0.5)."""
+        """
+        Model ``(x, y)`` -> continuous image pixel coordinates ``(u, v)``.
+
+        Pixel centres are at +0.5.
+        """
         half = self.side / 2.0
         return np.stack([self.cx + xy[..., 0] * half, self.cy - xy[..., 1] * half], axis=-1)
 
@@ -68,7 +81,11 @@ class OrthoCamera:
 
     @staticmethod
     def load(path: str | Path) -> 'OrthoCamera':
-        """Read the orthographic camera JSON (``projection``, ``image_size``, ``metres_per_pixel``)."""
+        """
+        Read the orthographic camera JSON.
+
+        Keys: ``projection``, ``image_size``, ``metres_per_pixel``.
+        """
         data = json.loads(Path(path).read_text())
         return OrthoCamera.from_dict(data, source=str(path))
 
@@ -76,13 +93,15 @@ class OrthoCamera:
     def from_dict(data: dict, source: str = 'camera') -> 'OrthoCamera':
         """Validate and build from the JSON dict."""
         if data.get('projection') != 'orthographic':
-            raise ValueError(f'{source}: projection must be "orthographic", got {data.get("projection")!r}')
+            raise ValueError(f'{source}: projection must be "orthographic", '
+                             f'got {data.get("projection")!r}')
         if data.get('z_origin', 'bbox_center') != 'bbox_center':
             raise ValueError(f'{source}: only z_origin "bbox_center" is supported')
         w, h = (int(v) for v in data['image_size'])
         m = float(data['metres_per_pixel'])
         if w <= 0 or h <= 0 or not (m > 0 and math.isfinite(m)):
-            raise ValueError(f'{source}: bad image_size {data["image_size"]} or metres_per_pixel {m}')
+            raise ValueError(f'{source}: bad image_size {data["image_size"]} '
+                             f'or metres_per_pixel {m}')
         return OrthoCamera(w, h, m)
 
     def to_dict(self) -> dict:
@@ -117,7 +136,11 @@ class OrthoCamera:
 
 def ortho_camera_from_height(width: int, height: int, person_height_px: float,
                              subject_height_m: float = 1.7) -> OrthoCamera:
-    """Orthographic camera that makes a person ``person_height_px`` tall measure ``subject_height_m``."""
+    """
+    Orthographic camera for a person of known height.
+
+    A person ``person_height_px`` tall measures ``subject_height_m``.
+    """
     if person_height_px <= 0:
         raise ValueError('person height in pixels must be positive')
     return OrthoCamera(width, height, subject_height_m / person_height_px)
@@ -125,7 +148,11 @@ def ortho_camera_from_height(width: int, height: int, person_height_px: float,
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """Pinhole intrinsics (as in sensor_msgs/CameraInfo ``K``) of a ``width`` x ``height`` image."""
+    """
+    Pinhole intrinsics of a ``width`` x ``height`` image.
+
+    As in sensor_msgs/CameraInfo ``K``.
+    """
 
     width: int
     height: int
@@ -151,7 +178,8 @@ class PinholeCamera:
         """Distance at which a ``subject_height_m`` person appears ``person_height_px`` tall."""
         return self.fy * subject_height_m / max(person_height_px, 1e-6)
 
-    def model_to_optical(self, crop: PersonCrop, points: np.ndarray, distance: float) -> np.ndarray:
+    def model_to_optical(self, crop: PersonCrop, points: np.ndarray,
+                         distance: float) -> np.ndarray:
         """Model-space points -> optical frame (x right, y down, z forward) by weak perspective."""
         m = distance / self.fy                       # metres per pixel at the subject
         half = crop.side / 2.0

@@ -1,8 +1,8 @@
 """
 Model files: one safetensors file holds the weights and the NetworkConfig they were built with.
 
-Loading never unpickles code: ``.safetensors`` files are plain tensors; released PyTorch ``.pth`` files
-go through ``torch.load(weights_only=True)`` (see :mod:`monoport_ros.core.released`).
+Loading never unpickles code: ``.safetensors`` files are plain tensors; released PyTorch ``.pth``
+files go through ``torch.load(weights_only=True)`` (see :mod:`monoport_ros.core.released`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class CheckpointError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
-def save_checkpoint(path: str | Path, net: MonoPortNet, info: dict[str, Any] | None = None) -> None:
+def save_checkpoint(path: str | Path, net: MonoPortNet,
+                    info: dict[str, Any] | None = None) -> None:
     """Write ``net``'s weights, its config and free-form ``info`` (JSON-able) to ``path``."""
     meta = {'format': FORMAT, 'network': json.dumps(net.cfg.to_dict()),
             'info': json.dumps(info or {})}
@@ -33,7 +34,8 @@ def save_checkpoint(path: str | Path, net: MonoPortNet, info: dict[str, Any] | N
     save_file(tensors, str(path), metadata=meta)
 
 
-def read_checkpoint(path: str | Path) -> tuple[NetworkConfig, dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(
+        path: str | Path) -> tuple[NetworkConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Read config, state dict and info from a monoport_ros safetensors file (no code is run)."""
     path = Path(path)
     if not path.is_file():
@@ -70,10 +72,12 @@ def load_state_strict(net: MonoPortNet, state: dict[str, torch.Tensor], source: 
     for label, items in (('missing keys', missing), ('unexpected keys', unexpected),
                          ('shape mismatches', shapes), ('dtype mismatches', dtypes)):
         if items:
-            shown = ', '.join(items[:8]) + (f' ... (+{len(items) - 8} more)' if len(items) > 8 else '')
+            shown = ', '.join(items[:8]) + (f' ... (+{len(items) - 8} more)'
+                                            if len(items) > 8 else '')
             problems.append(f'{len(items)} {label}: {shown}')
     if problems:
-        raise CheckpointError(f'{source}: weights do not fit the architecture; ' + '; '.join(problems))
+        raise CheckpointError(f'{source}: weights do not fit the architecture; '
+                              + '; '.join(problems))
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 

@@ -1,9 +1,10 @@
 """
 Configuration dataclasses: the single source of every tunable setting.
 
-``NetworkConfig`` describes an architecture (stored inside every checkpoint). ``MonoPortConfig`` holds the
-run-time settings; the ROS node declares one parameter per field, ``config/monoport.yaml`` and the launch
-files use the same names, and the CLI maps its options onto it.
+``NetworkConfig`` describes an architecture (stored inside every checkpoint). ``MonoPortConfig``
+holds the run-time settings; the ROS node declares one parameter per field,
+``config/monoport.yaml`` and the launch files use the same names, and the CLI maps its options
+onto it.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class NetworkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> 'NetworkConfig':
@@ -96,14 +98,17 @@ class MonoPortConfig:
     checkpoint: str = _p('', 'Model file (.safetensors or released .pth); empty = shipped default',
                          dynamic=False)
     resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
-    octree_depth: int = _p(4, 'Coarse-to-fine levels of surface localization (1 = dense)', lo=1, hi=7)
+    octree_depth: int = _p(4, 'Coarse-to-fine levels of surface localization (1 = dense)',
+                           lo=1, hi=7)
     threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
-    geometry_device: str = _p('cpu', 'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
+    geometry_device: str = _p('cpu',
+                              'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
                               dynamic=False)
     color_device: str = _p('cpu', 'Torch device of the colour net and renderer', dynamic=False)
     device_fallback: bool = _p(True, 'Fall back to cpu when a device is unavailable (else fail)',
                                dynamic=False)
-    render_views: list[str] = _p(None, 'Direct-render views: front, left, back, right, side or yawNN',
+    render_views: list[str] = _p(None,
+                                 'Direct-render views: front, left, back, right, side or yawNN',
                                  factory=lambda: ['front', 'side', 'back'])
     render_size: int = _p(256, 'Rendered image size (pixels, square)', lo=32, hi=1024)
     mesh_max_triangles: int = _p(50000, 'Triangle budget of published meshes (0 = no limit)',
@@ -111,11 +116,14 @@ class MonoPortConfig:
     frame_id: str = _p('', 'Frame of the outputs; empty = the input image frame')
     max_rate: float = _p(0.0, 'Most reconstructions per second (0 = as fast as possible)',
                          lo=0.0, hi=120.0)
-    subject_height: float = _p(1.7, 'Assumed subject height (m) for metric placement', lo=0.3, hi=3.0)
-    subject_distance: float = _p(0.0, 'Assumed subject distance (m) with camera_info; 0 = from height',
+    subject_height: float = _p(1.7, 'Assumed subject height (m) for metric placement',
+                               lo=0.3, hi=3.0)
+    subject_distance: float = _p(0.0,
+                                 'Assumed subject distance (m) with camera_info; 0 = from height',
                                  lo=0.0, hi=100.0)
     segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')
-    segmentation_model: str = _p('pose', 'MediaPipe model: pose (full body, robust) or selfie (faster)',
+    segmentation_model: str = _p('pose',
+                                 'MediaPipe model: pose (full body, robust) or selfie (faster)',
                                  choices=('pose', 'selfie'), dynamic=False)
     segmentation_tracking: bool = _p(False, 'Treat frames as a video stream (faster, for cameras)',
                                      dynamic=False)
@@ -155,7 +163,11 @@ class MonoPortConfig:
 
 
 def view_yaw(view: str) -> float:
-    """Yaw angle (degrees, about the vertical axis) of a named view such as ``front`` or ``yaw45``."""
+    """
+    Yaw angle (degrees, about the vertical axis) of a named view.
+
+    Views are named such as ``front`` or ``yaw45``.
+    """
     if view in VIEW_YAWS:
         return VIEW_YAWS[view]
     if view.startswith('yaw'):

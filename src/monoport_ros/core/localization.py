@@ -1,17 +1,18 @@
 """
 Efficient surface localization (MonoPort): coarse-to-fine occupancy evaluation.
 
-The volume has ``resolution + 1`` grid points per axis spanning model space [-1, 1] (index ``i`` sits
-at ``-1 + 2 i / resolution``), so every coarse grid is an exact subset of the finer ones.
+The volume has ``resolution + 1`` grid points per axis spanning model space [-1, 1] (index ``i``
+sits at ``-1 + 2 i / resolution``), so every coarse grid is an exact subset of the finer ones.
 
-Level 0 queries the coarsest grid densely. Each further level halves the spacing: new points are first
-filled by trilinear interpolation of the coarse values, then the level is made *consistent*: every grid
-point that touches a cell whose corners disagree (inside vs outside) and has not been queried yet is
-queried, and this repeats until no such point is left. The surface band of the final grid is therefore
-made of queried values only, and everything away from it is inferred. The result equals dense evaluation
-whenever each inside/outside region is thick enough to contain a point of the coarsest grid (choose
-``octree_depth`` so that its spacing, ``2 * 2**(depth-1) / resolution``, is below the thinnest part);
-``tests/test_localization.py`` checks this on analytic shapes and on a human body.
+Level 0 queries the coarsest grid densely. Each further level halves the spacing: new points are
+first filled by trilinear interpolation of the coarse values, then the level is made *consistent*:
+every grid point that touches a cell whose corners disagree (inside vs outside) and has not been
+queried yet is queried, and this repeats until no such point is left. The surface band of the final
+grid is therefore made of queried values only, and everything away from it is inferred. The result
+equals dense evaluation whenever each inside/outside region is thick enough to contain a point of
+the coarsest grid (choose ``octree_depth`` so that its spacing, ``2 * 2**(depth-1) / resolution``,
+is below the thinnest part); ``tests/test_localization.py`` checks this on analytic shapes and on a
+human body.
 """
 from __future__ import annotations
 
@@ -68,14 +69,19 @@ def _mixed_cells(occ: torch.Tensor) -> torch.Tensor:
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
-                c = occ[dx:occ.shape[0] - 1 + dx, dy:occ.shape[1] - 1 + dy, dz:occ.shape[2] - 1 + dz]
+                c = occ[dx:occ.shape[0] - 1 + dx, dy:occ.shape[1] - 1 + dy,
+                        dz:occ.shape[2] - 1 + dz]
                 any_in |= c
                 all_in &= c
     return any_in & ~all_in
 
 
 def _ambiguous_children(occ: torch.Tensor) -> torch.Tensor:
-    """Points of the 2x finer grid whose coarse parents (edge ends, face or cell corners) disagree."""
+    """
+    Points of the 2x finer grid whose coarse parents disagree.
+
+    The parents are edge ends, face or cell corners.
+    """
     n = occ.shape[0]
     out = torch.zeros((2 * n - 1,) * 3, dtype=torch.bool)
     o = occ
@@ -110,10 +116,10 @@ def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
 def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, threshold: float = 0.5,
                      batch_size: int = 65536, max_rounds: int = 64) -> LocalizedVolume:
     """
-    Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid with ``octree_depth`` levels.
+    Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid.
 
-    ``octree_depth == 1`` is dense evaluation. Queries go in batches of at most ``batch_size`` points,
-    so memory stays bounded at any resolution.
+    The grid has ``octree_depth`` levels; ``octree_depth == 1`` is dense evaluation. Queries go in
+    batches of at most ``batch_size`` points, so memory stays bounded at any resolution.
     """
     if resolution < 2 or resolution & (resolution - 1):
         raise ValueError(f'resolution must be a power of two >= 2, got {resolution}')
@@ -180,6 +186,6 @@ def surface_bounds(occupancy: torch.Tensor, margin: int = 1) -> tuple[slice, sli
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         hit = np.flatnonzero(occupancy.any(dim=other[1]).any(dim=other[0]).numpy())
-        out.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1,
-                                                          occupancy.shape[axis])))
+        out.append(slice(max(int(hit[0]) - margin, 0),
+                         min(int(hit[-1]) + margin + 1, occupancy.shape[axis])))
     return tuple(out)

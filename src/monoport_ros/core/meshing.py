@@ -54,7 +54,8 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
     return SurfaceMesh(verts, faces)
 
 
-def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh, max_triangles: int) -> SurfaceMesh:
+def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh,
+                       max_triangles: int) -> SurfaceMesh:
     """
     Return a mesh of at most ``max_triangles`` (0 = no limit).
 
@@ -84,8 +85,8 @@ def decimate(mesh: SurfaceMesh, max_triangles: int) -> SurfaceMesh:
     m = m.simplify_quadric_decimation(target_number_of_triangles=int(max_triangles))
     m.remove_unreferenced_vertices()
     colors = np.asarray(m.vertex_colors, dtype=np.float32) if m.has_vertex_colors() else None
-    return SurfaceMesh(np.asarray(m.vertices, dtype=np.float32), np.asarray(m.triangles, dtype=np.int32),
-                       colors)
+    return SurfaceMesh(np.asarray(m.vertices, dtype=np.float32),
+                       np.asarray(m.triangles, dtype=np.int32), colors)
 
 
 def is_watertight(mesh: SurfaceMesh) -> bool:

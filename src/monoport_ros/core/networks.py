@@ -1,8 +1,8 @@
 """
 MonoPort networks in plain torch: HRNetV2-style encoder, Soft-Z, surface and colour PIFu MLPs.
 
-Written from the papers' descriptions (PIFu, MonoPort) and HRNetV2's published structure; module names
-follow HRNet's public layout (``conv1``, ``layer1``, ``transition1``, ``stage2`` ...).
+Written from the papers' descriptions (PIFu, MonoPort) and HRNetV2's published structure; module
+names follow HRNet's public layout (``conv1``, ``layer1``, ``transition1``, ``stage2`` ...).
 ``encoder='pifu'`` swaps in PIFu's stacked-hourglass surface encoder and ResNet colour encoder,
 with PIFu's module names, so the released PIFu/MonoPort weights load onto them
 (see :mod:`monoport_ros.core.released`).
@@ -17,7 +17,8 @@ from .config import NetworkConfig
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
+                               nn.BatchNorm2d(cout)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -68,7 +69,8 @@ class Bottleneck(nn.Module):
 
 def _blocks(block: type, cin: int, planes: int, n: int) -> nn.Sequential:
     cout = planes * block.expansion
-    down = None if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+    down = None if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False),
+                                                  nn.BatchNorm2d(cout))
     layers = [block(cin, planes, down)] + [block(cout, planes) for _ in range(n - 1)]
     return nn.Sequential(*layers)
 
@@ -110,7 +112,8 @@ class HighResolutionModule(nn.Module):
                     continue
                 z = layer(xs[j])
                 if j > i:
-                    z = F.interpolate(z, size=xs[i].shape[-2:], mode='bilinear', align_corners=False)
+                    z = F.interpolate(z, size=xs[i].shape[-2:], mode='bilinear',
+                                      align_corners=False)
                 y = y + z
             out.append(F.relu(y))
         return out
@@ -143,10 +146,12 @@ class HRNetEncoder(nn.Module):
                     trans.append(_conv_bn(prev[-1], c, 3, 2))
             setattr(self, f'transition{s + 1}', nn.ModuleList(trans))
             setattr(self, f'stage{s + 2}', nn.Sequential(
-                *[HighResolutionModule(chans, cfg.stage_blocks[s]) for _ in range(cfg.stage_modules[s])]))
+                *[HighResolutionModule(chans, cfg.stage_blocks[s])
+                  for _ in range(cfg.stage_modules[s])]))
             prev = chans
         self.last_layer = nn.Sequential(
-            nn.Conv2d(sum(prev), out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(sum(prev), out_channels, 1), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 1))
         self.out_channels = out_channels
 
@@ -161,7 +166,8 @@ class HRNetEncoder(nn.Module):
             for module in getattr(self, f'stage{s + 2}'):
                 xs = module(xs)
         size = xs[0].shape[-2:]
-        up = [xs[0]] + [F.interpolate(x, size=size, mode='bilinear', align_corners=False) for x in xs[1:]]
+        up = [xs[0]] + [F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+                        for x in xs[1:]]
         return self.last_layer(torch.cat(up, dim=1))
 
 
@@ -317,7 +323,8 @@ class PointMLP(nn.Module):
         dims = [cin, *hidden, cout]
         self.skip = skip
         self.filters = nn.ModuleList(
-            nn.Linear(dims[i] + (cin if skip and i > 0 else 0), dims[i + 1]) for i in range(len(dims) - 1))
+            nn.Linear(dims[i] + (cin if skip and i > 0 else 0), dims[i + 1])
+            for i in range(len(dims) - 1))
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         """(..., cin) -> (..., cout) raw output (and the last hidden activation when asked)."""

@@ -1,4 +1,8 @@
-"""Open3D import that also works where the system libusb is missing (uses the libusb-package wheel)."""
+"""
+Open3D import that also works where the system libusb is missing.
+
+It uses the libusb-package wheel.
+"""
 from __future__ import annotations
 
 import ctypes

@@ -1,10 +1,10 @@
 """
 Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
 
-Two worker threads, one per stage, so frame n+1's geometry overlaps frame n's colour stage. Frames wait
-in a bounded inbox where the newest frame wins (the oldest waiting one is dropped and counted). Results
-are delivered in input order through ``on_result(meta, reconstruction, error)``; a stage that raises
-produces ``(meta, None, error)`` for that frame and the workers keep going.
+Two worker threads, one per stage, so frame n+1's geometry overlaps frame n's colour stage. Frames
+wait in a bounded inbox where the newest frame wins (the oldest waiting one is dropped and
+counted). Results are delivered in input order through ``on_result(meta, reconstruction, error)``;
+a stage that raises produces ``(meta, None, error)`` for that frame and the workers keep going.
 """
 from __future__ import annotations
 
@@ -38,14 +38,20 @@ class TwoDevicePipeline:
         self._closed = False
         self._stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0, 'no_person': 0}
         self._stats_lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._geometry_loop, name='monoport-geometry', daemon=True),
-                         threading.Thread(target=self._color_loop, name='monoport-color', daemon=True)]
+        self._threads = [threading.Thread(target=self._geometry_loop, name='monoport-geometry',
+                                          daemon=True),
+                         threading.Thread(target=self._color_loop, name='monoport-color',
+                                          daemon=True)]
         for t in self._threads:
             t.start()
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: submitted, processed (results delivered), dropped (newest-wins), failed, no_person."""
+        """
+        Counters of the pipeline.
+
+        Submitted, processed (results delivered), dropped (newest-wins), failed, no_person.
+        """
         with self._stats_lock:
             return dict(self._stats)
 
@@ -58,7 +64,8 @@ class TwoDevicePipeline:
         with self._cond:
             return len(self._inbox)
 
-    def submit(self, rgb: np.ndarray, meta: Any = None, outputs: frozenset[str] = ALL_OUTPUTS) -> bool:
+    def submit(self, rgb: np.ndarray, meta: Any = None,
+               outputs: frozenset[str] = ALL_OUTPUTS) -> bool:
         """Queue a frame; returns False if an older waiting frame had to be dropped for it."""
         with self._cond:
             if self._closed:

@@ -30,7 +30,8 @@ def crop_person(rgb: np.ndarray, mask: np.ndarray, size: int,
     if crop is None:
         crop = PersonCrop.from_mask(mask, CROP_FILL)
     m = crop.affine(size)
-    img = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA if crop.side > size else cv2.INTER_LINEAR,
+    img = cv2.warpAffine(rgb, m, (size, size),
+                         flags=cv2.INTER_AREA if crop.side > size else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     msk = cv2.warpAffine(mask.astype(np.float32), m, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -3,8 +3,8 @@ Single-image reconstruction: image -> person crop -> features -> occupancy -> su
 
 Split in two stages so that they can run on two devices and overlap between frames
 (:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.geometry` (segmentation, surface encoder,
-surface localization on ``geometry_device``) and :meth:`Reconstructor.color` (colour encoder, meshing,
-vertex colours, direct rendering on ``color_device``).
+surface localization on ``geometry_device``) and :meth:`Reconstructor.color` (colour encoder,
+meshing, vertex colours, direct rendering on ``color_device``).
 """
 from __future__ import annotations
 
@@ -36,7 +36,11 @@ PREMASKED_LEVEL = 8
 
 
 def resolve_device(name: str, fallback: bool) -> torch.device:
-    """Torch device for ``name``; an unavailable CUDA device falls back to CPU or raises ValueError."""
+    """
+    Torch device for ``name``.
+
+    An unavailable CUDA device falls back to CPU or raises ValueError.
+    """
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError) as exc:
@@ -96,9 +100,9 @@ def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> 
     """
     Person mask of the crop, dilated by ``margin_px``, as float32 0/1.
 
-    Points that project outside it are outside the person (the visual hull of one view); the surface
-    net is only asked about the rest. This removes spurious geometry the net may put in the empty
-    background and saves queries.
+    Points that project outside it are outside the person (the visual hull of one view); the
+    surface net is only asked about the rest. This removes spurious geometry the net may put in the
+    empty background and saves queries.
     """
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1,) * 2)
     return cv2.dilate((crop_mask > 0.5).astype(np.uint8), kernel).astype(np.float32)
@@ -106,16 +110,22 @@ def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> 
 
 def check_image(rgb: np.ndarray) -> None:
     """Raise ValueError unless ``rgb`` is a non-empty (H, W, 3) uint8 array."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if (not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3
+            or rgb.shape[2] != 3):
         shape = getattr(rgb, 'shape', None)
-        raise ValueError(f'expected an (H, W, 3) uint8 RGB image, got {type(rgb).__name__} {shape} '
+        raise ValueError(f'expected an (H, W, 3) uint8 RGB image, '
+                         f'got {type(rgb).__name__} {shape} '
                          f'{getattr(rgb, "dtype", "")}')
     if rgb.shape[0] < 8 or rgb.shape[1] < 8:
         raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]}')
 
 
 class Reconstructor:
-    """Loads the model once and reconstructs frames with the settings of a :class:`MonoPortConfig`."""
+    """
+    Loads the model once and reconstructs frames.
+
+    Frames use the settings of a :class:`MonoPortConfig`.
+    """
 
     def __init__(self, config: MonoPortConfig, net: MonoPortNet | None = None) -> None:
         config.validate()
@@ -194,7 +204,8 @@ class Reconstructor:
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold)
         t3 = time.perf_counter()
         times.update(encode=(t2 - t1) * 1e3, localize=(t3 - t2) * 1e3)
-        return GeometryResult(True, mask, crop, image, feats, volume, float(rows[-1] - rows[0] + 1), times)
+        return GeometryResult(True, mask, crop, image, feats, volume,
+                              float(rows[-1] - rows[0] + 1), times)
 
     @torch.inference_mode()
     def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
@@ -211,7 +222,8 @@ class Reconstructor:
         feats_c = self.col_net.encode_color(geo.crop_image.to(dev, non_blocking=True))
 
         def color_fn(pts: torch.Tensor) -> torch.Tensor:
-            out = [self.col_net.color(feats, feats_c, p.to(dev)[None])[0] for p in pts.split(65536)]
+            out = [self.col_net.color(feats, feats_c, p.to(dev)[None])[0]
+                   for p in pts.split(65536)]
             return torch.cat(out) if out else torch.zeros((0, 3), device=dev)
 
         t1 = time.perf_counter()
@@ -241,7 +253,8 @@ class Reconstructor:
         rec.timings_ms['color'] = color_ms
         return rec
 
-    def reconstruct(self, rgb: np.ndarray, outputs: frozenset[str] | set[str] = ALL_OUTPUTS) -> Reconstruction:
+    def reconstruct(self, rgb: np.ndarray,
+                    outputs: frozenset[str] | set[str] = ALL_OUTPUTS) -> Reconstruction:
         """Both stages on one frame."""
         outputs = frozenset(outputs)
         return self.color(self.geometry(rgb, outputs), outputs)

@@ -29,7 +29,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--camera', help='orthographic camera JSON; default: the person is 1.7 m tall')
     p.add_argument('--mesh', help='output coloured mesh (.ply) in the camera frame, metres')
     p.add_argument('--points', help='output coloured surface points (.ply), metres')
-    p.add_argument('--views', help='directory for direct renderings (<view>.png, <view>_normals.png)')
+    p.add_argument('--views',
+                   help='directory for direct renderings (<view>.png, <view>_normals.png)')
     p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
     p.add_argument('--resolution', type=int, default=256)
     p.add_argument('--octree-depth', type=int, default=5)
@@ -39,7 +40,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--render-views', default='front,side,back')
     p.add_argument('--render-size', type=int, default=512)
     p.add_argument('--max-triangles', type=int, default=0, help='decimate the mesh (0 = keep all)')
-    p.add_argument('--no-segmentation', action='store_true', help='input is pre-masked (black background)')
+    p.add_argument('--no-segmentation', action='store_true',
+                   help='input is pre-masked (black background)')
     p.set_defaults(func=run)
 
 
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.points:
         pts = SurfaceMesh(rec.points, np.zeros((0, 3), np.int32), rec.point_colors)
         from .o3d import o3d
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(camera.model_to_metric(rec.crop, pts.vertices)))
+        cloud = o3d.geometry.PointCloud(
+            o3d.utility.Vector3dVector(camera.model_to_metric(rec.crop, pts.vertices)))
         cloud.colors = o3d.utility.Vector3dVector(np.clip(pts.colors, 0, 1).astype(np.float64))
         Path(args.points).parent.mkdir(parents=True, exist_ok=True)
         if not o3d.io.write_point_cloud(args.points, cloud):
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for name, img in rec.views.items():
             cv2.imwrite(str(out / f'{name}.png'), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / f'{name}_normals.png'), cv2.cvtColor(rec.normal_views[name], cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / f'{name}_normals.png'),
+                        cv2.cvtColor(rec.normal_views[name], cv2.COLOR_RGB2BGR))
         summary['views'] = str(out)
     print(json.dumps(summary))
     return 0

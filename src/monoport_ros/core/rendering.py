@@ -1,13 +1,13 @@
 """
 Direct rendering (MonoPort): images of the reconstruction straight from the occupancy volume.
 
-For each pixel the first occupied grid sample along the viewing ray is the visible surface (refined to
-sub-voxel depth by linear interpolation of the occupancy values); normals come from the occupancy
-gradient there, and colour is queried only at those visible points. No mesh is needed.
+For each pixel the first occupied grid sample along the viewing ray is the visible surface
+(refined to sub-voxel depth by linear interpolation of the occupancy values); normals come from the
+occupancy gradient there, and colour is queried only at those visible points. No mesh is needed.
 
-A view ``yaw`` looks at the model-space origin from direction ``(sin yaw, 0, cos yaw)`` (yaw 0 = the
-input camera); image right is ``(cos yaw, 0, -sin yaw)``, image up is +y. The image covers model
-``[-1, 1]^2`` like the input crop.
+A view ``yaw`` looks at the model-space origin from direction ``(sin yaw, 0, cos yaw)`` (yaw 0 =
+the input camera); image right is ``(cos yaw, 0, -sin yaw)``, image up is +y. The image covers
+model ``[-1, 1]^2`` like the input crop.
 """
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ ColorFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class RenderedView:
-    """One view: colour image, normal-map image, depth (model units along the view axis) and mask."""
+    """
+    One view: colour image, normal-map image, depth and mask.
+
+    Depth is in model units along the view axis.
+    """
 
     color: np.ndarray     # (S, S, 3) uint8
     normals: np.ndarray   # (S, S, 3) uint8, view-space normal * 0.5 + 0.5
@@ -55,7 +59,11 @@ def _sample(values: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
 
 
 def _view_volume(values: torch.Tensor, yaw_deg: float, samples: int) -> tuple[torch.Tensor, bool]:
-    """Values resampled into view coordinates ``[x_view, y, z_view]`` (exact for multiples of 90)."""
+    """
+    Values resampled into view coordinates ``[x_view, y, z_view]``.
+
+    Exact for multiples of 90.
+    """
     quarter = yaw_deg / 90.0
     if abs(quarter - round(quarter)) < 1e-9:
         k = int(round(quarter)) % 4
@@ -95,6 +103,7 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     z_view = (zi * (2.0 / (nz - 1)) - 1.0) * z_extent                      # (n, n) over [x, y]
     lin = torch.linspace(-1.0, 1.0, n)
     xv, yv = torch.meshgrid(lin, lin, indexing='ij')
+
     # image rows go down (y decreasing), columns go right (x increasing): transpose + flip
     def to_image(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(0, 1).flip(0)
@@ -117,7 +126,8 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     basis = torch.stack([right, up, toward])                                   # world -> view
     normals_v = normals_w @ basis.T
     normal_img = np.zeros((size, size, 3), np.uint8)
-    normal_img[mask.numpy()] = ((normals_v * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    normal_img[mask.numpy()] = (((normals_v * 0.5 + 0.5).clamp(0, 1) * 255).round()
+                                .to(torch.uint8).numpy())
     color_img = np.zeros((size, size, 3), np.uint8)
     if color_fn is not None and pts.shape[0]:
         rgb = color_fn(pts).to('cpu', torch.float32).clamp(0, 1)
@@ -125,7 +135,8 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     elif pts.shape[0]:   # no colour net: Lambertian grey from the normal
         shade = (0.25 + 0.75 * normals_v[:, 2].clamp(min=0)) * 255
         color_img[mask.numpy()] = shade.round().to(torch.uint8)[:, None].expand(-1, 3).numpy()
-    depth = torch.where(mask, z_img, torch.full_like(z_img, float('nan'))).numpy().astype(np.float32)
+    depth = (torch.where(mask, z_img, torch.full_like(z_img, float('nan')))
+             .numpy().astype(np.float32))
     return RenderedView(color_img, normal_img, depth, mask.numpy(), pts.numpy().astype(np.float32))
 
 
