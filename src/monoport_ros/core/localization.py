@@ -102,6 +102,38 @@ def _ambiguous_children(occ: torch.Tensor) -> torch.Tensor:
     return out
 
 
+_CORNERS = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)])
+
+
+def _unique_points(points: torch.Tensor, n: int) -> torch.Tensor:
+    flat = torch.unique((points[:, 0] * n + points[:, 1]) * n + points[:, 2])
+    return torch.stack([flat // (n * n), (flat // n) % n, flat % n], dim=1)
+
+
+def _unknown_corners_of_mixed_cells_near(values: torch.Tensor, threshold: float,
+                                         known: torch.Tensor, points: torch.Tensor
+                                         ) -> torch.Tensor:
+    """
+    Find unqueried corners of the mixed cells that touch ``points`` (K, 3).
+
+    The sparse form of ``_cell_corners(_mixed_cells(values > threshold)) & ~known`` for the cells
+    around a few points; it keeps each flood round proportional to the points it just queried.
+    """
+    n = values.shape[0]
+    cells = (points[:, None, :] - 1 + _CORNERS[None]).reshape(-1, 3)
+    cells = cells[((cells >= 0) & (cells <= n - 2)).all(dim=1)]
+    if cells.shape[0] == 0:
+        return cells
+    cells = _unique_points(cells, n)
+    corners = cells[:, None, :] + _CORNERS[None]
+    c = values[corners[..., 0], corners[..., 1], corners[..., 2]] > threshold
+    mixed = c.any(dim=1) & ~c.all(dim=1)
+    if not bool(mixed.any()):
+        return cells[:0]
+    pts = _unique_points(corners[mixed].reshape(-1, 3), n)
+    return pts[~known[pts[:, 0], pts[:, 1], pts[:, 2]]]
+
+
 def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
     """Grid points n^3 that are a corner of at least one marked cell (n-1)^3."""
     n = cells.shape[0] + 1
@@ -114,7 +146,7 @@ def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
 
 
 def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, threshold: float = 0.5,
-                     batch_size: int = 65536, max_rounds: int = 64) -> LocalizedVolume:
+                     batch_size: int = 65536, max_rounds: int = 100000) -> LocalizedVolume:
     """
     Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid.
 
@@ -154,8 +186,8 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
         need = _ambiguous_children(coarse_vals > threshold) & ~known
         level_queries = 0
         last_level = half == 1
-        for _ in range(max_rounds):
-            idx = need.nonzero()
+        idx = need.nonzero()
+        for round_ in range(max_rounds):
             if idx.shape[0] == 0:
                 break
             vals = _query(query_fn, idx * half, resolution, batch_size)
@@ -164,8 +196,13 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
             level_queries += idx.shape[0]
             if not last_level:
                 break
-            # Final level: make the surface band exact, following the surface until it closes.
-            need = _cell_corners(_mixed_cells(level_vals > threshold)) & ~known
+            # Final level: make the surface band exact, following the surface until it closes:
+            # once over the whole grid, then only around the points that were just queried (a
+            # cell can only become mixed where a value changed).
+            if round_ == 0:
+                idx = (_cell_corners(_mixed_cells(level_vals > threshold)) & ~known).nonzero()
+            else:
+                idx = _unknown_corners_of_mixed_cells_near(level_vals, threshold, known, idx)
         vol.queries += level_queries
         vol.queries_per_level.append(level_queries)
         stride = half

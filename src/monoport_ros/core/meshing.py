@@ -66,7 +66,7 @@ def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh,
     if max_triangles <= 0 or len(mesh.faces) <= max_triangles:
         return mesh
     stride = 1
-    while len(mesh.faces) / (stride * stride) > max_triangles * 1.5 and \
+    while len(mesh.faces) / (stride * stride) > max_triangles and \
             volume.resolution // (stride * 2) >= 8:
         stride *= 2
     small = extract_mesh(volume, stride) if stride > 1 else mesh

@@ -197,9 +197,12 @@ class Reconstructor:
         net = self.geo_net
 
         def query(pts: torch.Tensor) -> torch.Tensor:
-            pts = pts.to(dev)[None]
-            inside_hull = sample_features(hull, pts[..., :2], mode='nearest')[0, :, 0]
-            return net.occupancy(feats, pts)[0] * inside_hull
+            pts = pts.to(dev)
+            in_hull = sample_features(hull, pts[None, :, :2], mode='nearest')[0, :, 0] > 0.5
+            out = torch.zeros(pts.shape[0], device=dev)
+            if bool(in_hull.any()):     # the net is only asked inside the visual hull
+                out[in_hull] = net.occupancy(feats, pts[in_hull][None])[0]
+            return out
 
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold)
         t3 = time.perf_counter()
