@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from .config import MonoPortConfig
 from .reconstruct import ALL_OUTPUTS, Reconstruction, Reconstructor
@@ -30,6 +32,9 @@ class TwoDevicePipeline:
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
                  reconstructor: Reconstructor | None = None) -> None:
         self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
+        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
+            # both stages share the CPU: one intra-op thread each avoids oversubscription
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         self._on_result = on_result
         self._inbox: collections.deque = collections.deque()
         self._capacity = config.queue_size
