@@ -171,7 +171,8 @@ class MonoPortNode(Node):
     def _output(self, msg_type: Any, topic: str) -> Any:
         """Create an output publisher: output_reliability, overridable per topic."""
         # a fresh profile each time: rclpy writes the qos_overrides into the object passed
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+        # depth 10: with depth 2, 300 KB-1.5 MB meshes were lost under load (bench/node.py)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=_reliability(self.config.output_reliability))
         return self.create_publisher(
             msg_type, topic, qos,
