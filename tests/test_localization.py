@@ -96,3 +96,18 @@ def test_localization_equals_dense_on_a_human_body(human_field, resolution: int,
     assert dense.occupancy.sum() > 1000
     assert torch.equal(fast.occupancy, dense.occupancy)
     assert fast.queries < {64: 0.1, 128: 0.03, 256: 0.01}[resolution] * dense.queries
+
+
+def test_keep_largest_component_removes_floating_blobs() -> None:
+    from monoport_ros.core.localization import keep_largest_component
+
+    def body_and_blob(p: torch.Tensor) -> torch.Tensor:
+        big = SHAPES['sphere'](p)
+        blob = ((p - torch.tensor([-0.8, 0.8, 0.0])).norm(dim=-1) < 0.08).float()
+        return torch.maximum(big, blob)
+    vol = dense_occupancy(body_and_blob, 64)
+    before = int(vol.occupancy.sum())
+    removed = keep_largest_component(vol)
+    assert removed > 0
+    assert int(vol.occupancy.sum()) == before - removed
+    assert torch.equal(vol.occupancy, dense_occupancy(SHAPES['sphere'], 64).occupancy)

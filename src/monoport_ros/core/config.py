@@ -121,6 +121,7 @@ class MonoPortConfig:
     subject_distance: float = _p(0.0,
                                  'Assumed subject distance (m) with camera_info; 0 = from height',
                                  lo=0.0, hi=100.0)
+    largest_component: bool = _p(True, 'Keep only the largest connected part (one person)')
     segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')
     segmentation_model: str = _p('pose',
                                  'MediaPipe model: pose (full body, robust) or selfie (faster)',

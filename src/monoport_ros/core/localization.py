@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
@@ -226,3 +227,24 @@ def surface_bounds(occupancy: torch.Tensor, margin: int = 1) -> tuple[slice, sli
         out.append(slice(max(int(hit[0]) - margin, 0),
                          min(int(hit[-1]) + margin + 1, occupancy.shape[axis])))
     return tuple(out)
+
+
+def keep_largest_component(volume: LocalizedVolume) -> int:
+    """
+    Keep only the largest 6-connected inside region (one person); return the voxels removed.
+
+    Floating blobs the network puts around a person are set to outside (value 0), in place; uses
+    scipy's labelling on the occupied box.
+    """
+    box = surface_bounds(volume.occupancy, margin=0)
+    if box is None:
+        return 0
+    occ = volume.occupancy[box].numpy()
+    labels, count = ndimage.label(occ)
+    if count <= 1:
+        return 0
+    sizes = np.bincount(labels.ravel())[1:]
+    stray = torch.from_numpy((labels > 0) & (labels != 1 + int(np.argmax(sizes))))
+    sub = volume.values[box]
+    sub[stray] = 0.0
+    return int(stray.sum())

@@ -20,7 +20,7 @@ import torch
 
 from .camera import PersonCrop
 from .config import MonoPortConfig, view_yaw
-from .localization import LocalizedVolume, localize_surface
+from .localization import LocalizedVolume, keep_largest_component, localize_surface
 from .meshing import extract_mesh, mesh_within_budget
 from .networks import MonoPortNet, sample_features
 from .preprocess import crop_person, largest_component
@@ -205,6 +205,8 @@ class Reconstructor:
             return out
 
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold)
+        if cfg.largest_component:
+            keep_largest_component(volume)
         t3 = time.perf_counter()
         times.update(encode=(t2 - t1) * 1e3, localize=(t3 - t2) * 1e3)
         return GeometryResult(True, mask, crop, image, feats, volume,
