@@ -63,17 +63,30 @@ def run(args: argparse.Namespace) -> int:
         ortho_camera_from_height(w, h, rec.person_height_px)
     if (camera.width, camera.height) != (w, h):
         raise ValueError(f'camera image_size {camera.width}x{camera.height} != image {w}x{h}')
+    # The network's depth origin is the body's median surface depth; the camera JSON puts z = 0
+    # through the centre of the subject's 3D bounding box, so centre the surface in z.
+    surface = rec.points if len(rec.points) else rec.vertices
+    z_shift = 0.0
+    if len(surface):
+        z = camera.model_to_metric(rec.crop, surface)[:, 2]
+        z_shift = float(z.min() + z.max()) / 2.0
+
+    def to_camera(model_points: np.ndarray) -> np.ndarray:
+        out = camera.model_to_metric(rec.crop, model_points)
+        out[:, 2] -= z_shift
+        return out
+
     summary = {'vertices': len(rec.vertices), 'faces': len(rec.faces), 'queries': rec.queries,
                'timings_ms': {k: round(v, 1) for k, v in rec.timings_ms.items()}}
     if args.mesh:
         mesh = SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors)
-        write_ply(args.mesh, mesh, camera.model_to_metric(rec.crop, rec.vertices))
+        write_ply(args.mesh, mesh, to_camera(rec.vertices))
         summary['mesh'] = args.mesh
     if args.points:
         pts = SurfaceMesh(rec.points, np.zeros((0, 3), np.int32), rec.point_colors)
         from .o3d import o3d
         cloud = o3d.geometry.PointCloud(
-            o3d.utility.Vector3dVector(camera.model_to_metric(rec.crop, pts.vertices)))
+            o3d.utility.Vector3dVector(to_camera(pts.vertices)))
         cloud.colors = o3d.utility.Vector3dVector(np.clip(pts.colors, 0, 1).astype(np.float64))
         Path(args.points).parent.mkdir(parents=True, exist_ok=True)
         if not o3d.io.write_point_cloud(args.points, cloud):
