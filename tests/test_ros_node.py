@@ -222,7 +222,8 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
     proc, probe, domain = running
     pub = subprocess.Popen(_exe('image_publisher') + [
         str(assets / 'images'), '--rate', '2', '--count', '3', '--once',
-        '--frame-id', 'test_optical', '--wait-for-subscribers', '30'],
+        '--frame-id', 'test_optical', '--wait-for-subscribers', '30',
+        '--min-subscribers', '2'],      # the node and this probe: neither misses a frame
         env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def complete():

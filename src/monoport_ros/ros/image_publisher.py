@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--reliability', default='reliable', choices=('reliable', 'best_effort'),
                    help='QoS reliability of both topics (reliable reaches best-effort readers)')
     p.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
-                   help='wait up to this long for an image subscriber before publishing')
+                   help='wait up to this long for image subscribers before publishing')
+    p.add_argument('--min-subscribers', type=int, default=1, metavar='N',
+                   help='how many image subscribers --wait-for-subscribers waits for')
     return p
 
 
@@ -130,10 +132,10 @@ class ImagePublisher(Node):
         self.sent = 0
         self.done = False
 
-    def wait_for_subscribers(self, timeout: float) -> bool:
-        """Wait until the image topic has a subscriber (or ``timeout`` seconds pass)."""
+    def wait_for_subscribers(self, timeout: float, count: int = 1) -> bool:
+        """Wait until the image topic has ``count`` subscribers (or ``timeout`` seconds pass)."""
         end = time.monotonic() + timeout
-        while self.pub_image.get_subscription_count() == 0:
+        while self.pub_image.get_subscription_count() < count:
             if time.monotonic() > end:
                 return False
             time.sleep(0.05)
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = ImagePublisher(args)
         if args.wait_for_subscribers > 0 and not node.wait_for_subscribers(
-                args.wait_for_subscribers):
+                args.wait_for_subscribers, args.min_subscribers):
             node.get_logger().warning('no image subscriber yet; publishing anyway')
         period = 1.0 / args.rate
         next_t = time.monotonic()
