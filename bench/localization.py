@@ -17,7 +17,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from human_field import human_occupancy_field  # noqa: E402
 
-from monoport_ros.core.localization import dense_occupancy, localize_surface  # noqa: E402
+from monoport_ros.core.localization import (  # noqa: E402
+    dense_occupancy, localize_surface, mixed_cells)
 
 
 def plain_octree_queries(field, resolution: int, depth: int, threshold: float = 0.5) -> int:
@@ -38,17 +39,7 @@ def plain_octree_queries(field, resolution: int, depth: int, threshold: float = 
     count = grid.shape[0]
     cells = None
     while stride > 1:
-        occ = values[::stride, ::stride, ::stride] > threshold
-        c = occ[:-1, :-1, :-1]
-        any_in, all_in = c.clone(), c.clone()
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    s = occ[dx:occ.shape[0] - 1 + dx, dy:occ.shape[1] - 1 + dy,
-                            dz:occ.shape[2] - 1 + dz]
-                    any_in |= s
-                    all_in &= s
-        straddle = any_in & ~all_in
+        straddle = mixed_cells(values[::stride, ::stride, ::stride] > threshold)
         if cells is not None:
             straddle &= cells          # only children of refined cells exist in an octree
         half = stride // 2

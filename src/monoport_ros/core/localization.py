@@ -63,8 +63,8 @@ def _query(query_fn: QueryFn, index: torch.Tensor, resolution: int, batch: int) 
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def _mixed_cells(occ: torch.Tensor) -> torch.Tensor:
-    """Cells (n-1)^3 whose 8 corners are not all inside or all outside."""
+def mixed_cells(occ: torch.Tensor) -> torch.Tensor:
+    """Mark the cells (n-1)^3 whose 8 corners are not all inside or all outside."""
     any_in = torch.zeros_like(occ[:-1, :-1, :-1])
     all_in = torch.ones_like(any_in)
     for dx in (0, 1):
@@ -117,7 +117,7 @@ def _unknown_corners_of_mixed_cells_near(values: torch.Tensor, threshold: float,
     """
     Find unqueried corners of the mixed cells that touch ``points`` (K, 3).
 
-    The sparse form of ``_cell_corners(_mixed_cells(values > threshold)) & ~known`` for the cells
+    The sparse form of ``_cell_corners(mixed_cells(values > threshold)) & ~known`` for the cells
     around a few points; it keeps each flood round proportional to the points it just queried.
     """
     n = values.shape[0]
@@ -201,7 +201,7 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
             # once over the whole grid, then only around the points that were just queried (a
             # cell can only become mixed where a value changed).
             if round_ == 0:
-                idx = (_cell_corners(_mixed_cells(level_vals > threshold)) & ~known).nonzero()
+                idx = (_cell_corners(mixed_cells(level_vals > threshold)) & ~known).nonzero()
             else:
                 idx = _unknown_corners_of_mixed_cells_near(level_vals, threshold, known, idx)
         vol.queries += level_queries
