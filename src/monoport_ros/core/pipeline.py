@@ -130,7 +130,8 @@ class TwoDevicePipeline:
                     error = exc
             if error is not None:
                 self._count('failed')
-                LOG.warning('frame dropped: %s: %s', type(error).__name__, error)
+                # the consumer gets the error (the node logs it, throttled); no per-frame warning here
+                LOG.debug('frame dropped: %s: %s', type(error).__name__, error)
             else:
                 self._count('processed')
                 if not result.person:
