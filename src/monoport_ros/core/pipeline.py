@@ -130,7 +130,7 @@ class TwoDevicePipeline:
                     error = exc
             if error is not None:
                 self._count('failed')
-                # the consumer gets the error (the node logs it, throttled); no per-frame warning here
+                # the consumer gets the error (the node logs it, throttled)
                 LOG.debug('frame dropped: %s: %s', type(error).__name__, error)
             else:
                 self._count('processed')
