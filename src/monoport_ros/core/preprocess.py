@@ -9,6 +9,18 @@ from .camera import PersonCrop
 CROP_FILL = 0.85    # the person's longer box side fills this fraction of the crop (train and test)
 
 
+def check_rgb(rgb: np.ndarray, min_side: int = 8) -> None:
+    """Raise ValueError unless ``rgb`` is an (H, W, 3) uint8 image, sides >= ``min_side``."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f'expected a numpy array, got {type(rgb).__name__}')
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 RGB image, got dtype {rgb.dtype}')
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'expected an (H, W, 3) RGB image, got shape {rgb.shape}')
+    if min(rgb.shape[:2]) < min_side:
+        raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]} (min side {min_side})')
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keep the largest 8-connected True region of a boolean mask (the main person)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

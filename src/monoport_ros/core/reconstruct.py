@@ -23,8 +23,9 @@ from .config import MonoPortConfig, view_yaw
 from .localization import LocalizedVolume, keep_largest_component, localize_surface
 from .meshing import extract_mesh, mesh_within_budget
 from .networks import MonoPortNet, sample_features
-from .preprocess import crop_person, largest_component
+from .preprocess import check_rgb, crop_person, largest_component
 from .rendering import render_view
+from .segmentation import MIN_SIDE
 
 LOG = logging.getLogger(__name__)
 ALL_OUTPUTS = frozenset({'points', 'mesh', 'views', 'mask'})
@@ -108,16 +109,9 @@ def visual_hull_mask(crop_mask: np.ndarray, margin_px: int = HULL_MARGIN_PX) -> 
     return cv2.dilate((crop_mask > 0.5).astype(np.uint8), kernel).astype(np.float32)
 
 
-def check_image(rgb: np.ndarray) -> None:
-    """Raise ValueError unless ``rgb`` is a non-empty (H, W, 3) uint8 array."""
-    if (not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3
-            or rgb.shape[2] != 3):
-        shape = getattr(rgb, 'shape', None)
-        raise ValueError(f'expected an (H, W, 3) uint8 RGB image, '
-                         f'got {type(rgb).__name__} {shape} '
-                         f'{getattr(rgb, "dtype", "")}')
-    if rgb.shape[0] < 8 or rgb.shape[1] < 8:
-        raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]}')
+def check_image(rgb: np.ndarray, segmentation: bool = False) -> None:
+    """Raise ValueError unless the engine (and the segmenter) can take ``rgb``."""
+    check_rgb(rgb, MIN_SIDE if segmentation else 8)
 
 
 class Reconstructor:
@@ -179,7 +173,7 @@ class Reconstructor:
     @torch.inference_mode()
     def geometry(self, rgb: np.ndarray, outputs: frozenset[str] = ALL_OUTPUTS) -> GeometryResult:
         """Segmentation, crop, surface features and localized occupancy volume."""
-        check_image(rgb)
+        check_image(rgb, self.config.segmentation)
         cfg = self.config
         t0 = time.perf_counter()
         mask = self.segment(rgb)

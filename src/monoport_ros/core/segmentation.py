@@ -20,22 +20,10 @@ import threading
 
 import numpy as np
 
-from .preprocess import largest_component
+from .preprocess import check_rgb, largest_component
 
 MODELS = ('pose', 'selfie')
 MIN_SIDE = 16          # smallest image side accepted by :meth:`PersonSegmenter.segment`
-
-
-def check_rgb(rgb: np.ndarray) -> None:
-    """Raise ValueError unless ``rgb`` is an (H, W, 3) uint8 image with H, W >= MIN_SIDE."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f'expected a numpy array, got {type(rgb).__name__}')
-    if rgb.dtype != np.uint8:
-        raise ValueError(f'expected a uint8 RGB image, got dtype {rgb.dtype}')
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) RGB image, got shape {rgb.shape}')
-    if min(rgb.shape[:2]) < MIN_SIDE:
-        raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]} (min side {MIN_SIDE})')
 
 
 class PersonSegmenter:
@@ -73,7 +61,7 @@ class PersonSegmenter:
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
-        check_rgb(rgb)
+        check_rgb(rgb, MIN_SIDE)
         with self._lock:
             if self._graph is None:
                 raise RuntimeError('PersonSegmenter is closed')

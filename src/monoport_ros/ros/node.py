@@ -58,7 +58,6 @@ from . import params as P
 from ..core.camera import PinholeCamera
 from ..core.config import MonoPortConfig
 from ..core.reconstruct import check_image
-from ..core.segmentation import check_rgb
 
 NODE_NAME = 'monoport_node'
 DEFAULT_FRAME = 'camera'            # used when neither frame_id nor the image name a frame
@@ -252,9 +251,7 @@ class MonoPortNode(Node):
             return
         try:
             rgb = conv.image_to_rgb(msg, cfg.max_image_pixels)
-            check_image(rgb)                    # the engine's own limits (e.g. smallest size)
-            if cfg.segmentation:
-                check_rgb(rgb)
+            check_image(rgb, cfg.segmentation)  # the engine's own limits (e.g. smallest size)
         except ValueError as exc:
             self._count('invalid')
             self.get_logger().warning(f'frame dropped: {exc}', throttle_duration_sec=5.0)
