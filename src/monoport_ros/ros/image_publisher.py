@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from . import conversions as conv
+from ..core.reconstruct_cli import load_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 SAMPLES = Path(__file__).resolve().parent.parent / 'samples'
@@ -36,23 +37,15 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file (ValueError when unreadable)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f'{path}: not a readable image')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def frames(source: Path, loop: bool) -> Iterator[np.ndarray]:
     """RGB frames of a video file, an image folder or one image; forever when ``loop``."""
     if source.is_dir():
         files = list_images(source)
         if not files:
             raise ValueError(f'{source}: no images ({", ".join(IMAGE_SUFFIXES)})')
-        images = [read_rgb(p) for p in files]
+        images = [load_rgb(p) for p in files]
     elif source.suffix.lower() in IMAGE_SUFFIXES:
-        images = [read_rgb(source)]
+        images = [load_rgb(source)]
     elif source.is_file():
         images = None
     else:

@@ -57,6 +57,7 @@ from . import conversions as conv
 from . import params as P
 from ..core.camera import PinholeCamera
 from ..core.config import MonoPortConfig
+from ..core.meshing import SurfaceMesh, write_ply
 from ..core.reconstruct import check_image
 
 NODE_NAME = 'monoport_node'
@@ -345,11 +346,8 @@ class MonoPortNode(Node):
             out.mkdir(parents=True, exist_ok=True)
             stem = f'frame_{seq:06d}'
             if len(rec.faces):
-                import trimesh
-                colors = conv.colors_to_uint8(rec.vertex_colors)
-                mesh = trimesh.Trimesh(rec.vertices, rec.faces, vertex_colors=colors,
-                                       process=False)
-                mesh.export(out / f'{stem}_mesh.ply')
+                write_ply(out / f'{stem}_mesh.ply',
+                          SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors))
             if rec.views:
                 import cv2
                 for view, image in rec.views.items():
