@@ -138,3 +138,18 @@ def test_closed_segmenter_refuses_work(full_body):
     seg.close()                                  # closing twice is fine
     with pytest.raises(RuntimeError, match='closed'):
         seg.segment(full_body[0][0])
+
+
+def test_open_tracking_segmenter_does_not_hang_the_exit(tmp_path):
+    """A tracking graph left open is closed before interpreter teardown (it used to hang there)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    sample = Path(__file__).resolve().parent.parent / 'src/monoport_ros/samples/person_000.png'
+    code = ('import cv2\n'
+            'from monoport_ros.core.segmentation import PersonSegmenter\n'
+            f'rgb = cv2.cvtColor(cv2.imread({str(sample)!r}), cv2.COLOR_BGR2RGB)\n'
+            "seg = PersonSegmenter('pose', video=True)\n"
+            'assert seg.segment(rgb).sum() > 1000 and seg.segment(rgb).sum() > 1000\n')
+    done = subprocess.run([sys.executable, '-c', code], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]

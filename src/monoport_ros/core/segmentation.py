@@ -16,7 +16,9 @@ in the wheel (MediaPipe downloads them on first use), so they are not offered.
 """
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 
 import numpy as np
 
@@ -24,6 +26,15 @@ from .preprocess import check_rgb, largest_component
 
 MODELS = ('pose', 'selfie')
 MIN_SIDE = 16          # smallest image side accepted by :meth:`PersonSegmenter.segment`
+_LIVE: 'weakref.WeakSet[PersonSegmenter]' = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_segmenters() -> None:
+    # A MediaPipe graph closed from __del__ during interpreter teardown can hang (seen with the
+    # tracking pose graph); closing the survivors here, before teardown, is clean.
+    for segmenter in list(_LIVE):
+        segmenter.close()
 
 
 class PersonSegmenter:
@@ -58,6 +69,7 @@ class PersonSegmenter:
             from mediapipe.python.solutions import selfie_segmentation
 
             self._graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
+        _LIVE.add(self)
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
