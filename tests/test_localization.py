@@ -111,3 +111,37 @@ def test_keep_largest_component_removes_floating_blobs() -> None:
     assert removed > 0
     assert int(vol.occupancy.sum()) == before - removed
     assert torch.equal(vol.occupancy, dense_occupancy(SHAPES['sphere'], 64).occupancy)
+
+
+@pytest.mark.parametrize('region', [((8, 40), (12, 52), (0, 64)), ((3, 61), (0, 64), (17, 50))])
+def test_region_equals_dense_when_the_field_is_outside_beyond_it(region) -> None:
+    """A non-cubic, unaligned region gives the dense result of a field empty outside it."""
+    (x0, x1), (y0, y1), (z0, z1) = region
+
+    def field(pts: torch.Tensor) -> torch.Tensor:
+        idx = (pts + 1.0) * 32.0
+        inside = ((idx[:, 0] > x0 + 1) & (idx[:, 0] < x1 - 1) & (idx[:, 1] > y0 + 1)
+                  & (idx[:, 1] < y1 - 1) & (idx[:, 2] > z0 + 1) & (idx[:, 2] < z1 - 1))
+        return SHAPES['torus'](pts) * inside
+    dense = dense_occupancy(field, 64)
+    fast = localize_surface(field, 64, 3, region=region)
+    assert dense.occupancy.any()
+    assert torch.equal(fast.occupancy, dense.occupancy)
+    # nothing outside the (stride-aligned) region was asked or set
+    outside = torch.ones_like(fast.queried)
+    outside[fast.box] = False
+    assert not fast.queried[outside].any() and not fast.values[outside].any()
+    assert all(b.start <= lo and b.stop > hi for b, (lo, hi) in zip(fast.box, region))
+    assert fast.queries < localize_surface(field, 64, 3).queries
+
+
+def test_inside_bounds_follow_edits() -> None:
+    vol = localize_surface(SHAPES['sphere'], 64, 3)
+    box = vol.inside_bounds()
+    occ = vol.occupancy
+    assert occ[box].sum() == occ.sum()
+    assert all(occ.narrow(a, b.start, 1).any() and occ.narrow(a, b.stop - 1, 1).any()
+               for a, b in enumerate(box))
+    vol.values.zero_()
+    vol.values_changed()
+    assert vol.inside_bounds() is None

@@ -13,6 +13,10 @@ equals dense evaluation whenever each inside/outside region is thick enough to c
 the coarsest grid (choose ``octree_depth`` so that its spacing, ``2 * 2**(depth-1) / resolution``,
 is below the thinnest part); ``tests/test_localization.py`` checks this on analytic shapes and on a
 human body.
+
+A ``region`` (index box) limits the work to where the person can be, e.g. the visual hull's box:
+everything outside it is outside and never queried. The result is still that of dense evaluation
+when the field is outside there too.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import torch.nn.functional as F
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps model-space points (N, 3) float32 to occupancy probabilities (N,)."""
+Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+"""Inclusive grid-index bounds ``((x0, x1), (y0, y1), (z0, z1))``."""
 
 
 @dataclass
@@ -38,6 +44,32 @@ class LocalizedVolume:
     threshold: float
     queries: int = 0
     queries_per_level: list[int] = field(default_factory=list)
+    box: tuple[slice, slice, slice] | None = None   # the part that was localized (None = all)
+
+    def __post_init__(self) -> None:
+        if self.box is None:
+            self.box = (slice(0, self.resolution + 1),) * 3
+        self._inside_box: tuple[slice, slice, slice] | None | bool = False
+
+    def inside_bounds(self, margin: int = 0) -> tuple[slice, slice, slice] | None:
+        """
+        Index box of the inside voxels, ``margin`` wider (clamped), or None when none is inside.
+
+        Cached: call :meth:`values_changed` after editing ``values``.
+        """
+        if self._inside_box is False:
+            sub = surface_bounds(self.values[self.box] > self.threshold, margin=0)
+            self._inside_box = None if sub is None else tuple(
+                slice(w.start + b.start, w.start + b.stop) for w, b in zip(self.box, sub))
+        if self._inside_box is None:
+            return None
+        n = self.resolution + 1
+        return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n))
+                     for b in self._inside_box)
+
+    def values_changed(self) -> None:
+        """Forget cached facts about ``values`` (after editing it in place)."""
+        self._inside_box = False
 
     @property
     def occupancy(self) -> torch.Tensor:
@@ -55,10 +87,11 @@ def grid_coordinates(index: torch.Tensor, resolution: int) -> torch.Tensor:
     return index.to(torch.float32) * (2.0 / resolution) - 1.0
 
 
-def _query(query_fn: QueryFn, index: torch.Tensor, resolution: int, batch: int) -> torch.Tensor:
+def _query(query_fn: QueryFn, index: torch.Tensor, resolution: int, batch: int,
+           offset: torch.Tensor) -> torch.Tensor:
     out = []
     for start in range(0, index.shape[0], batch):
-        pts = grid_coordinates(index[start:start + batch], resolution)
+        pts = grid_coordinates(index[start:start + batch] + offset, resolution)
         out.append(query_fn(pts).to('cpu', torch.float32).reshape(-1))
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -83,8 +116,7 @@ def _ambiguous_children(occ: torch.Tensor) -> torch.Tensor:
 
     The parents are edge ends, face or cell corners.
     """
-    n = occ.shape[0]
-    out = torch.zeros((2 * n - 1,) * 3, dtype=torch.bool)
+    out = torch.zeros(tuple(2 * n - 1 for n in occ.shape), dtype=torch.bool)
     o = occ
     for axes in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)):
         any_in = None
@@ -103,12 +135,15 @@ def _ambiguous_children(occ: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# a sparse flood step costs about this many dense voxel operations per changed point
+_SPARSE_COST = 256
 _CORNERS = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)])
 
 
-def _unique_points(points: torch.Tensor, n: int) -> torch.Tensor:
-    flat = torch.unique((points[:, 0] * n + points[:, 1]) * n + points[:, 2])
-    return torch.stack([flat // (n * n), (flat // n) % n, flat % n], dim=1)
+def _unique_points(points: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    ny, nz = shape[1], shape[2]
+    flat = torch.unique((points[:, 0] * ny + points[:, 1]) * nz + points[:, 2])
+    return torch.stack([flat // (ny * nz), (flat // nz) % ny, flat % nz], dim=1)
 
 
 def _unknown_corners_of_mixed_cells_near(values: torch.Tensor, threshold: float,
@@ -120,87 +155,108 @@ def _unknown_corners_of_mixed_cells_near(values: torch.Tensor, threshold: float,
     The sparse form of ``_cell_corners(mixed_cells(values > threshold)) & ~known`` for the cells
     around a few points; it keeps each flood round proportional to the points it just queried.
     """
-    n = values.shape[0]
+    shape = values.shape
     cells = (points[:, None, :] - 1 + _CORNERS[None]).reshape(-1, 3)
-    cells = cells[((cells >= 0) & (cells <= n - 2)).all(dim=1)]
+    last = torch.tensor(shape) - 2
+    cells = cells[((cells >= 0) & (cells <= last)).all(dim=1)]
     if cells.shape[0] == 0:
         return cells
-    cells = _unique_points(cells, n)
+    cells = _unique_points(cells, shape)
     corners = cells[:, None, :] + _CORNERS[None]
     c = values[corners[..., 0], corners[..., 1], corners[..., 2]] > threshold
     mixed = c.any(dim=1) & ~c.all(dim=1)
     if not bool(mixed.any()):
         return cells[:0]
-    pts = _unique_points(corners[mixed].reshape(-1, 3), n)
+    pts = _unique_points(corners[mixed].reshape(-1, 3), shape)
     return pts[~known[pts[:, 0], pts[:, 1], pts[:, 2]]]
 
 
 def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
-    """Grid points n^3 that are a corner of at least one marked cell (n-1)^3."""
-    n = cells.shape[0] + 1
-    pts = torch.zeros((n, n, n), dtype=torch.bool)
+    """Grid points that are a corner of at least one marked cell (one more per axis than cells)."""
+    nx, ny, nz = (n + 1 for n in cells.shape)
+    pts = torch.zeros((nx, ny, nz), dtype=torch.bool)
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
-                pts[dx:n - 1 + dx, dy:n - 1 + dy, dz:n - 1 + dz] |= cells
+                pts[dx:nx - 1 + dx, dy:ny - 1 + dy, dz:nz - 1 + dz] |= cells
     return pts
 
 
+def snap_region(region: Region | None, resolution: int, stride: int) -> Region:
+    """Clamp ``region`` to the grid and widen it to multiples of ``stride`` (None = whole grid)."""
+    if region is None:
+        return ((0, resolution),) * 3
+    out = []
+    for lo, hi in region:
+        lo = min(max(int(lo), 0), resolution - stride) // stride * stride
+        hi = -(-min(max(int(hi), lo + stride), resolution) // stride) * stride
+        out.append((lo, hi))
+    return tuple(out)
+
+
 def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, threshold: float = 0.5,
-                     batch_size: int = 65536, max_rounds: int = 100000) -> LocalizedVolume:
+                     batch_size: int = 65536, max_rounds: int = 100000,
+                     region: Region | None = None) -> LocalizedVolume:
     """
     Coarse-to-fine occupancy of ``query_fn`` on a ``resolution``^3 grid.
 
     The grid has ``octree_depth`` levels; ``octree_depth == 1`` is dense evaluation. Queries go in
-    batches of at most ``batch_size`` points, so memory stays bounded at any resolution.
+    batches of at most ``batch_size`` points, so memory stays bounded at any resolution. With
+    ``region``, only that index box (widened to the coarsest grid) is evaluated; the rest is
+    outside.
     """
     if resolution < 2 or resolution & (resolution - 1):
         raise ValueError(f'resolution must be a power of two >= 2, got {resolution}')
     if octree_depth < 1 or resolution >> (octree_depth - 1) < 1:
         raise ValueError(f'octree_depth {octree_depth} is invalid for resolution {resolution}')
     n_full = resolution + 1
+    stride = 1 << (octree_depth - 1)
+    box = tuple(slice(lo, hi + 1) for lo, hi in snap_region(region, resolution, stride))
     values = torch.zeros((n_full,) * 3, dtype=torch.float32)
     queried = torch.zeros((n_full,) * 3, dtype=torch.bool)
-    vol = LocalizedVolume(values, queried, resolution, threshold)
+    vol = LocalizedVolume(values, queried, resolution, threshold, box=box)
+    sub_values, sub_queried = values[box], queried[box]          # views: the work happens here
+    offset = torch.tensor([b.start for b in box])
 
-    stride = 1 << (octree_depth - 1)
-    coarse = torch.arange(0, n_full, stride)
-    idx = torch.stack(torch.meshgrid(coarse, coarse, coarse, indexing='ij'), dim=-1).reshape(-1, 3)
-    vals = _query(query_fn, idx, resolution, batch_size)
-    n = coarse.numel()
-    values[::stride, ::stride, ::stride] = vals.reshape(n, n, n)
-    queried[::stride, ::stride, ::stride] = True
+    coarse = [torch.arange(0, n, stride) for n in sub_values.shape]
+    idx = torch.stack(torch.meshgrid(*coarse, indexing='ij'), dim=-1).reshape(-1, 3)
+    vals = _query(query_fn, idx, resolution, batch_size, offset)
+    sub_values[::stride, ::stride, ::stride] = vals.reshape(*(c.numel() for c in coarse))
+    sub_queried[::stride, ::stride, ::stride] = True
     vol.queries = idx.shape[0]
     vol.queries_per_level.append(idx.shape[0])
 
     while stride > 1:
         half = stride // 2
-        coarse_vals = values[::stride, ::stride, ::stride]
-        fine_n = 2 * (coarse_vals.shape[0] - 1) + 1
-        fine = F.interpolate(coarse_vals[None, None], size=(fine_n,) * 3, mode='trilinear',
-                             align_corners=True)[0, 0]
-        known = queried[::half, ::half, ::half]          # views into the full volumes
-        level_vals = values[::half, ::half, ::half]
-        level_vals.copy_(torch.where(known, level_vals, fine))
+        coarse_vals = sub_values[::stride, ::stride, ::stride]
+        fine = F.interpolate(coarse_vals[None, None],
+                             size=tuple(2 * n - 1 for n in coarse_vals.shape),
+                             mode='trilinear', align_corners=True)[0, 0]
+        known = sub_queried[::half, ::half, ::half]          # views into the full volumes
+        level_vals = sub_values[::half, ::half, ::half]
+        # Nothing off the coarse grid is known yet, and trilinear interpolation with aligned
+        # corners reproduces the coarse values exactly, so the whole level can take ``fine``.
+        level_vals.copy_(fine)
         # Round 1: new points whose coarse parents disagree; the others are a convex combination of
         # parents on one side of the threshold, so their side is already known.
         need = _ambiguous_children(coarse_vals > threshold) & ~known
         level_queries = 0
         last_level = half == 1
         idx = need.nonzero()
-        for round_ in range(max_rounds):
+        for _ in range(max_rounds):
             if idx.shape[0] == 0:
                 break
-            vals = _query(query_fn, idx * half, resolution, batch_size)
+            vals = _query(query_fn, idx * half, resolution, batch_size, offset)
             level_vals[idx[:, 0], idx[:, 1], idx[:, 2]] = vals
             known[idx[:, 0], idx[:, 1], idx[:, 2]] = True
             level_queries += idx.shape[0]
             if not last_level:
                 break
-            # Final level: make the surface band exact, following the surface until it closes:
-            # once over the whole grid, then only around the points that were just queried (a
-            # cell can only become mixed where a value changed).
-            if round_ == 0:
+            # Final level: make the surface band exact, following the surface until it closes. A
+            # cell can only become mixed where a value just changed: after a large change look at
+            # the whole box at once, after a small one only around the points just queried (both
+            # find the same points; this only picks the cheaper way).
+            if idx.shape[0] * _SPARSE_COST > level_vals.numel():
                 idx = (_cell_corners(mixed_cells(level_vals > threshold)) & ~known).nonzero()
             else:
                 idx = _unknown_corners_of_mixed_cells_near(level_vals, threshold, known, idx)
@@ -236,10 +292,10 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     Floating blobs the network puts around a person are set to outside (value 0), in place; uses
     scipy's labelling on the occupied box.
     """
-    box = surface_bounds(volume.occupancy, margin=0)
+    box = volume.inside_bounds()
     if box is None:
         return 0
-    occ = volume.occupancy[box].numpy()
+    occ = (volume.values[box] > volume.threshold).numpy()
     labels, count = ndimage.label(occ)
     if count <= 1:
         return 0
@@ -247,4 +303,5 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     stray = torch.from_numpy((labels > 0) & (labels != 1 + int(np.argmax(sizes))))
     sub = volume.values[box]
     sub[stray] = 0.0
+    volume.values_changed()
     return int(stray.sum())

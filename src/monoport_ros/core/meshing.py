@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import marching_cubes
 
-from .localization import LocalizedVolume, surface_bounds
+from .localization import LocalizedVolume
 
 
 @dataclass
@@ -38,7 +38,7 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
     touching the grid border is still closed. ``stride`` > 1 meshes every stride-th grid point (a
     coarser, cheaper mesh from the same volume; about stride^2 times fewer triangles).
     """
-    box = surface_bounds(volume.occupancy, margin=stride)
+    box = volume.inside_bounds(margin=stride)
     if box is None:
         return SurfaceMesh.nothing()
     start = [b.start - b.start % stride for b in box]        # stay on the coarser grid

@@ -58,29 +58,47 @@ def _sample(values: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     return out.reshape(pts.shape[:-1])
 
 
-def _view_volume(values: torch.Tensor, yaw_deg: float, samples: int) -> tuple[torch.Tensor, bool]:
+def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg: float,
+                 samples: int) -> tuple[torch.Tensor, bool, tuple[int, int, int]]:
     """
-    Values resampled into view coordinates ``[x_view, y, z_view]``.
+    Values of the index ``box`` resampled into view coordinates ``[x_view, y, z_view]``.
 
-    Exact for multiples of 90.
+    The view grid has ``samples`` points per axis over x, y in [-1, 1] and z in [-1, 1] (multiples
+    of 90: exact axis swaps) or [-sqrt 2, sqrt 2]; only its part that covers ``box`` is made, and
+    the returned offsets place it in the full view grid.
     """
+    n = values.shape[0]
     quarter = yaw_deg / 90.0
     if abs(quarter - round(quarter)) < 1e-9:
         k = int(round(quarter)) % 4
-        # view x = right . p, view z = toward . p; for k quarter turns these are axis swaps/flips.
-        v = values
-        if k == 1:      # right = -z, toward = +x
-            v = v.permute(2, 1, 0).flip(0)
-        elif k == 2:    # right = -x, toward = -z
-            v = v.flip(0).flip(2)
-        elif k == 3:    # right = +z, toward = -x
-            v = v.permute(2, 1, 0).flip(2)
-        return v, True
+        # view x = right . p, view z = toward . p: (model axis, flipped) for view x and view z
+        x_axis, x_flip, z_axis, z_flip = ((0, False, 2, False), (2, True, 0, False),
+                                          (0, True, 2, True), (2, False, 0, True))[k]
+        v = values[box].permute(x_axis, 1, z_axis)
+        flips = [d for d, f in ((0, x_flip), (2, z_flip)) if f]
+        if flips:
+            v = v.flip(flips)
+
+        def start(axis: int, flip: bool) -> int:
+            # a flipped axis: view index j <-> model index n - 1 - j
+            return n - box[axis].stop if flip else box[axis].start
+        return v, True, (start(x_axis, x_flip), box[1].start, start(z_axis, z_flip))
     right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
-    lin = torch.linspace(-1.0, 1.0, samples)
-    xv, yv, zv = torch.meshgrid(lin, lin, lin * math.sqrt(2.0), indexing='ij')
+    # view-grid index range that covers the box's 8 corners (one sample of slack)
+    lo = torch.tensor([b.start for b in box], dtype=torch.float32) * (2.0 / (n - 1)) - 1.0
+    hi = torch.tensor([b.stop - 1 for b in box], dtype=torch.float32) * (2.0 / (n - 1)) - 1.0
+    corners = torch.stack([torch.where(torch.tensor(c, dtype=torch.bool), hi, lo) for c in
+                           ((i & 1, i >> 1 & 1, i >> 2 & 1) for i in range(8))])
+    scale = (n - 1) / 2.0
+    ranges = []
+    for axis, extent in ((right, 1.0), (up, 1.0), (toward, math.sqrt(2.0))):
+        c = corners @ axis / extent
+        ranges.append((max(int(math.floor((float(c.min()) + 1) * scale)) - 1, 0),
+                       min(int(math.ceil((float(c.max()) + 1) * scale)) + 2, n)))
+    lin = [torch.linspace(-1.0, 1.0, samples)[a:b] for a, b in ranges]
+    xv, yv, zv = torch.meshgrid(lin[0], lin[1], lin[2] * math.sqrt(2.0), indexing='ij')
     pts = xv[..., None] * right + yv[..., None] * up + zv[..., None] * toward
-    return _sample(values, pts), False
+    return _sample(values, pts), False, tuple(a for a, _ in ranges)
 
 
 def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
@@ -88,19 +106,26 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     """Render the volume from ``yaw_deg`` into ``size`` x ``size`` images."""
     thr = volume.threshold
     n = volume.resolution + 1
-    v, exact = _view_volume(volume.values, yaw_deg, n)
+    # only the occupied box (plus a sample for the sub-voxel step) is traced
+    box = volume.inside_bounds(margin=1)
+    hit = torch.zeros((n, n), dtype=torch.bool)
+    z_view = torch.zeros((n, n))
+    exact = abs(yaw_deg / 90.0 - round(yaw_deg / 90.0)) < 1e-9
     z_extent = 1.0 if exact else math.sqrt(2.0)
-    occ = v > thr
-    hit = occ.any(dim=2)
-    nz = v.shape[2]
-    first = (nz - 1) - occ.flip(2).to(torch.uint8).argmax(dim=2)          # highest z inside
-    nxt = (first + 1).clamp(max=nz - 1)
-    v_in = v.gather(2, first[..., None])[..., 0]
-    v_out = v.gather(2, nxt[..., None])[..., 0]
-    frac = ((v_in - thr) / (v_in - v_out).clamp(min=1e-6)).clamp(0.0, 1.0)
-    frac = torch.where(nxt > first, frac, torch.zeros_like(frac))
-    zi = first.to(torch.float32) + frac
-    z_view = (zi * (2.0 / (nz - 1)) - 1.0) * z_extent                      # (n, n) over [x, y]
+    if box is not None:
+        v, exact, (ox, oy, oz) = _view_volume(volume.values, box, yaw_deg, n)
+        occ = v > thr
+        nz = v.shape[2]
+        first = (nz - 1) - occ.flip(2).to(torch.uint8).argmax(dim=2)      # highest z inside
+        nxt = (first + 1).clamp(max=nz - 1)
+        v_in = v.gather(2, first[..., None])[..., 0]
+        v_out = v.gather(2, nxt[..., None])[..., 0]
+        frac = ((v_in - thr) / (v_in - v_out).clamp(min=1e-6)).clamp(0.0, 1.0)
+        frac = torch.where(nxt > first, frac, torch.zeros_like(frac))
+        zi = (first + oz).to(torch.float32) + frac
+        sx, sy = slice(ox, ox + v.shape[0]), slice(oy, oy + v.shape[1])
+        hit[sx, sy] = occ.any(dim=2)
+        z_view[sx, sy] = (zi * (2.0 / (n - 1)) - 1.0) * z_extent            # (n, n) over [x, y]
     lin = torch.linspace(-1.0, 1.0, n)
     xv, yv = torch.meshgrid(lin, lin, indexing='ij')
 
