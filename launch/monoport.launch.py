@@ -25,6 +25,7 @@ PARAMETER_ARGUMENTS = {
     'octree_depth': int,
     'geometry_device': str,
     'color_device': str,
+    'precision': str,
     'checkpoint': str,
     'image_reliability': str,
 }
@@ -35,6 +36,7 @@ ARGUMENTS = [
     ('octree_depth', '', 'coarse-to-fine surface localization levels (empty: from params_file)'),
     ('geometry_device', '', 'torch device of the surface stage, e.g. cuda:0 (empty: params_file)'),
     ('color_device', '', 'torch device of the colour/render stage (empty: from params_file)'),
+    ('precision', '', 'network arithmetic: auto, float32, bfloat16, float16 (empty: params_file)'),
     ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),
     ('image_reliability', '', 'image QoS: best_effort or reliable (empty: from params_file)'),
     ('params_file', os.path.join('<share>', 'config', 'monoport.yaml'),

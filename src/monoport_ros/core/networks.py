@@ -368,18 +368,32 @@ class MonoPortNet(nn.Module):
                                   cfg.color_mlp, 3, cfg.mlp_skip)
         self.register_buffer('image_mean', torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
         self.register_buffer('image_std', torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
+        self.compute_dtype = torch.float32
+
+    def set_precision(self, dtype: torch.dtype) -> 'MonoPortNet':
+        """
+        Run the encoders and MLPs in ``dtype`` (e.g. ``torch.bfloat16``); return self.
+
+        Feature sampling, the depth code and all outputs stay float32: point coordinates in
+        bfloat16 would be rounded by up to a 512^3 voxel.
+        """
+        for module in (self.surface_encoder, self.surface_mlp, self.color_encoder,
+                       self.color_mlp):
+            module.to(dtype)
+        self.compute_dtype = dtype
+        return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB in [0, 1] (background already zeroed) -> network input."""
         return (images - self.image_mean) / self.image_std
 
     def encode_surface(self, images: torch.Tensor) -> torch.Tensor:
-        """Surface feature map of normalized-to-[0,1] crops."""
-        return self.surface_encoder(self.normalize(images))
+        """Surface feature map (float32) of normalized-to-[0,1] crops."""
+        return self.surface_encoder(self.normalize(images).to(self.compute_dtype)).float()
 
     def encode_color(self, images: torch.Tensor) -> torch.Tensor:
-        """Colour feature map of the same crops."""
-        return self.color_encoder(self.normalize(images))
+        """Colour feature map (float32) of the same crops."""
+        return self.color_encoder(self.normalize(images).to(self.compute_dtype)).float()
 
     def _point_input(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         return torch.cat([sample_features(features, points[..., :2], self.cfg.align_corners),
@@ -387,7 +401,8 @@ class MonoPortNet(nn.Module):
 
     def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Inside/outside logits (B, N) at model-space ``points`` (B, N, 3)."""
-        return self.surface_mlp(self._point_input(features, points))[..., 0]
+        x = self._point_input(features, points).to(self.compute_dtype)
+        return self.surface_mlp(x)[..., 0].float()
 
     def occupancy(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Inside probability (B, N) at ``points``."""
@@ -398,4 +413,4 @@ class MonoPortNet(nn.Module):
         """RGB in [0, 1] (B, N, 3) at ``points`` from both feature maps."""
         x = torch.cat([sample_features(color_features, points[..., :2], self.cfg.align_corners),
                        self._point_input(surface_features, points)], dim=-1)
-        return torch.sigmoid(self.color_mlp(x))
+        return torch.sigmoid(self.color_mlp(x.to(self.compute_dtype)).float())
