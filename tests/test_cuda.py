@@ -41,7 +41,7 @@ def _config(geometry: str, color: str, **kw) -> MonoPortConfig:
     return MonoPortConfig(segmentation=False, resolution=RES, octree_depth=3, render_size=64,
                           render_views=['front', 'side'], mesh_max_triangles=0,
                           geometry_device=geometry, color_device=color,
-                          device_fallback=False, **kw)
+                          device_fallback=False, precision='float32', **kw)
 
 
 def figure(shift: int = 0) -> np.ndarray:
@@ -129,12 +129,13 @@ def test_gpu_matches_cpu(net, cpu_result, no_tf32):
 
 
 class StageLog:
-    """Wrap a Reconstructor's two stages to record when each ran (host side)."""
+    """Wrap a Reconstructor's geometry and colour stages to record when each ran (host side)."""
 
     def __init__(self, rec: Reconstructor) -> None:
         self.rec = rec
         self.spans: dict[str, list[tuple[float, float]]] = {'geometry': [], 'color': []}
         self.lock = threading.Lock()
+        self.prepare = rec.prepare
         self.geometry = self._wrap('geometry', rec.geometry)
         self.color = self._wrap('color', rec.color)
 

@@ -1,4 +1,4 @@
-"""Two-device pipeline and the single-image reconstructor on two CPU "devices"."""
+"""The staged pipeline and the single-image reconstructor on two CPU "devices"."""
 from __future__ import annotations
 
 import threading
@@ -12,8 +12,9 @@ import torch
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.pipeline import TwoDevicePipeline
+from monoport_ros.core.networks import sample_features
 from monoport_ros.core.reconstruct import (GeometryResult, Reconstruction, Reconstructor,
-                                           resolve_device)
+                                           hull_region, resolve_device, resolve_precision)
 
 
 def person_like_image() -> np.ndarray:
@@ -48,6 +49,9 @@ class SlowStages:
     def _leave(self, stage: str) -> None:
         with self.lock:
             self.active[stage] -= 1
+
+    def prepare(self, rgb):
+        return rgb          # the segmentation stage hands the frame on unchanged
 
     def geometry(self, rgb, outputs):
         self._enter('geo')
@@ -192,3 +196,73 @@ def test_geometry_stays_inside_the_visual_hull() -> None:
     v = np.clip(uv[:, 1].astype(int), 0, img.shape[0] - 1)
     assert grown[v, u].all()
     assert (uv[:, 0].max() - uv[:, 0].min()) < 2 * 30 + 15     # ellipse half-width 30 px
+
+
+@pytest.mark.parametrize('resolution', [32, 128, 256])
+def test_hull_region_holds_every_point_the_hull_lets_through(resolution: int) -> None:
+    rng = np.random.default_rng(resolution)
+    hull = np.zeros((64, 64), np.float32)
+    hull[10:30, 40:55] = 1.0
+    hull[rng.integers(5, 60, 6), rng.integers(3, 62, 6)] = 1.0
+    region = hull_region(hull, resolution)
+    lin = torch.linspace(-1.0, 1.0, resolution + 1)
+    xy = torch.stack(torch.meshgrid(lin, lin, indexing='ij'), dim=-1).reshape(1, -1, 2)
+    lets_through = sample_features(torch.from_numpy(hull)[None, None], xy, mode='nearest')[0, :, 0]
+    ij = (lets_through > 0.5).reshape(resolution + 1, resolution + 1).nonzero()
+    (x0, x1), (y0, y1), (z0, z1) = region
+    assert x0 < int(ij[:, 0].min()) and int(ij[:, 0].max()) < x1
+    assert y0 < int(ij[:, 1].min()) and int(ij[:, 1].max()) < y1
+    assert (z0, z1) == (0, resolution)
+    assert hull_region(np.zeros((64, 64), np.float32), resolution) is None
+
+
+def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None:
+    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.reconstruct import DEFAULT_MODEL
+    net = load_model(DEFAULT_MODEL)
+    base = dict(segmentation=False, resolution=64, octree_depth=3, render_views=['front'])
+    ref = Reconstructor(MonoPortConfig(precision='float32', **base), net).reconstruct(
+        person_like_image())
+    fast_rec = Reconstructor(MonoPortConfig(precision='bfloat16', **base), net)
+    assert net.compute_dtype == torch.float32 and fast_rec.geo_net is not net
+    assert next(fast_rec.geo_net.surface_mlp.parameters()).dtype == torch.bfloat16
+    geo = fast_rec.geometry(person_like_image())
+    assert geo.features.dtype == torch.float32
+    fast = fast_rec.color(geo)
+    ref_occ = ref.views['front'].any(axis=2)
+    agree = (fast.views['front'].any(axis=2) == ref_occ).mean()
+    assert ref_occ.sum() > 200 and agree > 0.98, agree
+    assert abs(len(fast.vertices) - len(ref.vertices)) < 0.05 * len(ref.vertices)
+
+
+def test_precision_choices() -> None:
+    cpu = torch.device('cpu')
+    assert resolve_precision('float32', cpu) == torch.float32
+    assert resolve_precision('bfloat16', cpu) == torch.bfloat16
+    assert resolve_precision('auto', cpu) in (torch.float32, torch.bfloat16)
+    with pytest.raises(ValueError, match='CUDA'):
+        resolve_precision('float16', cpu)
+    with pytest.raises(ValueError, match='precision'):
+        MonoPortConfig(precision='int4').validate()
+
+
+def test_a_failed_frame_does_not_keep_its_stage_memory_alive() -> None:
+    """The error handed to the consumer carries no traceback pinning the stage's locals."""
+    import gc
+    import weakref
+
+    class Big:
+        pass
+    refs, errors = [], []
+
+    class Failing(SlowStages):
+        def geometry(self, rgb, outputs):
+            big = Big()                 # stands for a half-built volume
+            refs.append(weakref.ref(big))
+            raise MemoryError('simulated out of memory')
+    pipe = TwoDevicePipeline(MonoPortConfig(), lambda m, r, e: errors.append(e), Failing(0, 0))
+    _run(pipe, [(np.zeros(1), 0)], 1)
+    pipe.close()
+    gc.collect()
+    assert isinstance(errors[0], MemoryError) and errors[0].__traceback__ is None
+    assert refs[0]() is None

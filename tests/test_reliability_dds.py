@@ -230,8 +230,10 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_going(assets, tmp_path
     err = ''
     try:
         probe.wait_for_node(proc)
+        # a frame filled by the "person": the grid's whole x-y extent is inside the visual hull
+        everywhere = np.full((240, 320, 3), 200, np.uint8)
         for i in range(3):
-            probe.pub.publish(conv.rgb_to_image(_person_image(4 * i), 'rgb8',
+            probe.pub.publish(conv.rgb_to_image(everywhere, 'rgb8',
                                                 Header(stamp=Time(sec=10 + i), frame_id='c')))
             probe.spin_until(lambda: probe.got['diagnostics'] and
                              int(probe.diag_values()['failed']) == i + 1, 90, f'failure {i + 1}')

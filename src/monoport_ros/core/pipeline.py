@@ -1,10 +1,11 @@
 """
 Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
 
-Two worker threads, one per stage, so frame n+1's geometry overlaps frame n's colour stage. Frames
-wait in a bounded inbox where the newest frame wins (the oldest waiting one is dropped and
-counted). Results are delivered in input order through ``on_result(meta, reconstruction, error)``;
-a stage that raises produces ``(meta, None, error)`` for that frame and the workers keep going.
+Three worker threads, one per stage: segmentation and crop (CPU), geometry, colour; frame n+2's
+segmentation, n+1's geometry and n's colour stage overlap. Frames wait in a bounded inbox where the
+newest frame wins (the oldest waiting one is dropped and counted). Results are delivered in input
+order through ``on_result(meta, reconstruction, error)``; a stage that raises produces
+``(meta, None, error)`` for that frame and the workers keep going.
 """
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ ResultCallback = Callable[[Any, 'Reconstruction | None', 'BaseException | None']
 _STOP = object()
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """
+    Return ``exc`` without tracebacks (along its cause/context chain).
+
+    A traceback keeps the failed stage's locals alive, e.g. the half-built volumes of a frame that
+    ran out of memory; handed on to the consumer, they would make the next frames fail too.
+    """
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 class TwoDevicePipeline:
     """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
 
@@ -33,17 +50,20 @@ class TwoDevicePipeline:
                  reconstructor: Reconstructor | None = None) -> None:
         self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
         if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-            # both stages share the CPU: one intra-op thread each avoids oversubscription
+            # the stages share the CPU: one intra-op thread each avoids oversubscription
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         self._on_result = on_result
         self._inbox: collections.deque = collections.deque()
         self._capacity = config.queue_size
         self._cond = threading.Condition()
+        self._prepared: queue.Queue = queue.Queue(maxsize=1)
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
         self._closed = False
         self._stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0, 'no_person': 0}
         self._stats_lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._geometry_loop, name='monoport-geometry',
+        self._threads = [threading.Thread(target=self._segment_loop, name='monoport-segment',
+                                          daemon=True),
+                         threading.Thread(target=self._geometry_loop, name='monoport-geometry',
                                           daemon=True),
                          threading.Thread(target=self._color_loop, name='monoport-color',
                                           daemon=True)]
@@ -101,7 +121,7 @@ class TwoDevicePipeline:
             t.join(timeout)
         self.reconstructor.close()
 
-    def _geometry_loop(self) -> None:
+    def _segment_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._inbox and not self._closed:
@@ -110,9 +130,23 @@ class TwoDevicePipeline:
                     break
                 rgb, meta, outputs = self._inbox.popleft()
             try:
-                item = (meta, outputs, self.reconstructor.geometry(rgb, outputs), None)
+                item = (meta, outputs, self.reconstructor.prepare(rgb), None)
             except Exception as exc:   # noqa: BLE001 - any stage failure drops only this frame
-                item = (meta, outputs, None, exc)
+                item = (meta, outputs, None, _detached(exc))
+            self._prepared.put(item)
+        self._prepared.put(_STOP)
+
+    def _geometry_loop(self) -> None:
+        while True:
+            item = self._prepared.get()
+            if item is _STOP:
+                break
+            meta, outputs, frame, error = item
+            if error is None:
+                try:
+                    item = (meta, outputs, self.reconstructor.geometry(frame, outputs), None)
+                except Exception as exc:   # noqa: BLE001
+                    item = (meta, outputs, None, _detached(exc))
             self._handoff.put(item)
         self._handoff.put(_STOP)
 
@@ -127,7 +161,7 @@ class TwoDevicePipeline:
                 try:
                     result = self.reconstructor.color(geo, outputs)
                 except Exception as exc:   # noqa: BLE001
-                    error = exc
+                    error = _detached(exc)
             if error is not None:
                 self._count('failed')
                 # the consumer gets the error (the node logs it, throttled)

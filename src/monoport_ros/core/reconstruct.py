@@ -1,15 +1,17 @@
 """
 Single-image reconstruction: image -> person crop -> features -> occupancy -> surface -> outputs.
 
-Split in two stages so that they can run on two devices and overlap between frames
-(:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.geometry` (segmentation, surface encoder,
-surface localization on ``geometry_device``) and :meth:`Reconstructor.color` (colour encoder,
-meshing, vertex colours, direct rendering on ``color_device``).
+Split in three stages so that they can overlap between frames and run on two devices
+(:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.prepare` (segmentation and crop, CPU),
+:meth:`Reconstructor.geometry` (surface encoder and surface localization on ``geometry_device``)
+and :meth:`Reconstructor.color` (colour encoder, meshing, vertex colours, direct rendering on
+``color_device``).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 
 from .camera import PersonCrop
 from .config import MonoPortConfig, view_yaw
-from .localization import LocalizedVolume, keep_largest_component, localize_surface
+from .localization import LocalizedVolume, Region, keep_largest_component, localize_surface
 from .meshing import extract_mesh, mesh_within_budget
 from .networks import MonoPortNet, sample_features
 from .preprocess import check_rgb, crop_person, largest_component
@@ -59,9 +61,70 @@ def resolve_device(name: str, fallback: bool) -> torch.device:
     return dev
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """
+    Arithmetic type of the networks on ``device``.
+
+    ``auto`` picks bfloat16 where it is native (CPUs with AVX-512 or AMX, CUDA devices of compute
+    capability 8 or more), else float32.
+    """
+    if precision == 'auto':
+        if device.type == 'cuda':
+            native = torch.cuda.get_device_capability(device)[0] >= 8
+        else:
+            try:    # private but stable since torch 1.10; absent -> not native
+                native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            except (AttributeError, RuntimeError):
+                native = False
+        return torch.bfloat16 if native else torch.float32
+    if precision == 'float16' and device.type != 'cuda':
+        raise ValueError('precision float16 needs a CUDA device (CPUs: use bfloat16 or float32)')
+    names = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+    if precision not in names:
+        raise ValueError(f'precision={precision!r} is not one of auto, {", ".join(names)}')
+    return names[precision]
+
+
+def _prepared(net: MonoPortNet, device: torch.device, dtype: torch.dtype) -> MonoPortNet:
+    if net.compute_dtype != dtype:      # a copy: the caller's network keeps its precision
+        net = copy.deepcopy(net).set_precision(dtype)
+    return net.to(device).eval()
+
+
+def hull_region(hull: np.ndarray, resolution: int, margin: int = 2) -> Region | None:
+    """
+    Grid-index box outside which the visual hull ``hull`` ((S, S) crop mask) is empty.
+
+    x and y from the mask's bounding box (``margin`` grid steps wider), z the whole grid; None for
+    an empty mask. Pixel column u covers model x in [2u/S - 1, 2(u+1)/S - 1], row v covers y in
+    [1 - 2(v+1)/S, 1 - 2v/S], and grid index i sits at 2i/R - 1 (see :mod:`core.localization`).
+    """
+    rows = np.flatnonzero(hull.any(axis=1))
+    cols = np.flatnonzero(hull.any(axis=0))
+    if rows.size == 0:
+        return None
+    scale = resolution / hull.shape[0]
+    x = (math.floor(cols[0] * scale) - margin, math.ceil((cols[-1] + 1) * scale) + margin)
+    y = (math.floor((hull.shape[0] - rows[-1] - 1) * scale) - margin,
+         math.ceil((hull.shape[0] - rows[0]) * scale) + margin)
+    return (x, y, (0, resolution))
+
+
 def model_path(config: MonoPortConfig) -> Path:
     """Return the checkpoint a config asks for (the shipped default model when empty)."""
     return Path(config.checkpoint).expanduser() if config.checkpoint else DEFAULT_MODEL
+
+
+@dataclass
+class PreparedFrame:
+    """What the segmentation stage hands to the geometry stage (no crop: nobody found)."""
+
+    mask: np.ndarray
+    crop_image: np.ndarray | None = None          # (S, S, 3) float32 masked crop
+    crop_mask: np.ndarray | None = None
+    crop: PersonCrop | None = None
+    person_height_px: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,9 +192,12 @@ class Reconstructor:
         if net is None:
             from .checkpoint import load_model
             net = load_model(model_path(config))
-        self.geo_net = net.to(self.geometry_device).eval()
-        self.col_net = self.geo_net if self.color_device == self.geometry_device else \
-            copy.deepcopy(net).to(self.color_device).eval()
+        geo_dtype = resolve_precision(config.precision, self.geometry_device)
+        col_dtype = resolve_precision(config.precision, self.color_device)
+        self.geo_net = _prepared(net, self.geometry_device, geo_dtype)
+        same = self.color_device == self.geometry_device and col_dtype == geo_dtype
+        self.col_net = self.geo_net if same else \
+            _prepared(copy.deepcopy(net), self.color_device, col_dtype)
         self._segmenter = None
 
     def close(self) -> None:
@@ -154,8 +220,8 @@ class Reconstructor:
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings; model and devices are fixed for the Reconstructor's life."""
         config.validate()
-        for name in ('checkpoint', 'geometry_device', 'color_device', 'segmentation_model',
-                     'segmentation_tracking'):
+        for name in ('checkpoint', 'geometry_device', 'color_device', 'precision',
+                     'segmentation_model', 'segmentation_tracking'):
             if getattr(config, name) != getattr(self.config, name):
                 raise ValueError(f'{name} cannot change at run time; restart with the new value')
         self.config = config
@@ -170,23 +236,37 @@ class Reconstructor:
                                               video=self.config.segmentation_tracking)
         return self._segmenter.segment(rgb)
 
-    @torch.inference_mode()
-    def geometry(self, rgb: np.ndarray, outputs: frozenset[str] = ALL_OUTPUTS) -> GeometryResult:
-        """Segmentation, crop, surface features and localized occupancy volume."""
+    def prepare(self, rgb: np.ndarray) -> PreparedFrame:
+        """Segmentation and person crop (the first stage; CPU only)."""
         check_image(rgb, self.config.segmentation)
-        cfg = self.config
         t0 = time.perf_counter()
         mask = self.segment(rgb)
-        t1 = time.perf_counter()
-        times = {'segment': (t1 - t0) * 1e3}
-        if mask.sum() < 64:
+        frame = PreparedFrame(mask)
+        if mask.sum() >= 64:
+            crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
+            frame.crop_image, frame.crop_mask, frame.crop = crop_img, crop_mask, crop
+            rows = np.flatnonzero(mask.any(axis=1))
+            frame.person_height_px = float(rows[-1] - rows[0] + 1)
+        frame.timings_ms['segment'] = (time.perf_counter() - t0) * 1e3
+        return frame
+
+    @torch.inference_mode()
+    def geometry(self, frame: np.ndarray | PreparedFrame,
+                 outputs: frozenset[str] = ALL_OUTPUTS) -> GeometryResult:
+        """Surface features and localized occupancy volume (of an RGB image or prepared frame)."""
+        if not isinstance(frame, PreparedFrame):
+            frame = self.prepare(frame)
+        cfg = self.config
+        mask, times = frame.mask, dict(frame.timings_ms)
+        if frame.crop is None:
             return GeometryResult(False, mask, timings_ms=times)
-        crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
-        rows = np.flatnonzero(mask.any(axis=1))
+        crop_img, crop_mask, crop = frame.crop_image, frame.crop_mask, frame.crop
+        t1 = time.perf_counter()
         dev = self.geometry_device
         image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].to(dev)
         feats = self.geo_net.encode_surface(image)
-        hull = torch.from_numpy(visual_hull_mask(crop_mask))[None, None].to(dev)
+        hull_np = visual_hull_mask(crop_mask)
+        hull = torch.from_numpy(hull_np)[None, None].to(dev)
         t2 = time.perf_counter()
         net = self.geo_net
 
@@ -198,13 +278,12 @@ class Reconstructor:
                 out[in_hull] = net.occupancy(feats, pts[in_hull][None])[0]
             return out
 
-        volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold)
-        if cfg.largest_component:
-            keep_largest_component(volume)
+        volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold,
+                                  region=hull_region(hull_np, cfg.resolution))
         t3 = time.perf_counter()
         times.update(encode=(t2 - t1) * 1e3, localize=(t3 - t2) * 1e3)
-        return GeometryResult(True, mask, crop, image, feats, volume,
-                              float(rows[-1] - rows[0] + 1), times)
+        return GeometryResult(True, mask, crop, image, feats, volume, frame.person_height_px,
+                              times)
 
     @torch.inference_mode()
     def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
@@ -216,6 +295,10 @@ class Reconstructor:
             return rec
         rec.queries = geo.volume.queries
         t0 = time.perf_counter()
+        if cfg.largest_component:       # here, not in geometry(): it balances the stages
+            keep_largest_component(geo.volume)
+            rec.timings_ms['components'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
         dev = self.color_device
         feats = geo.features.to(dev, non_blocking=True)
         feats_c = self.col_net.encode_color(geo.crop_image.to(dev, non_blocking=True))
