@@ -510,7 +510,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg = MonoPortConfig(resolution=args.resolution, octree_depth=levels,
                              checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                              color_device=args.color_device, render_views=views,
-                             segmentation_tracking=False, queue_size=2)     # as pipeline.py
+                             segmentation_tracking=False, queue_size=3)     # as pipeline.py
         load_c = _load_avg()
         pipe = run_stream(cfg, images, args.compare_frames)
         pipe['load_avg'] = {'start': load_c, 'end': _load_avg()}
