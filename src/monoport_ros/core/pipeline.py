@@ -43,6 +43,14 @@ def _detached(exc: BaseException) -> BaseException:
     return exc
 
 
+def _attempt(stage: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
+    """Run one stage on one frame: ``(result, None)``, or ``(None, error)`` if it raised."""
+    try:
+        return stage(*args), None
+    except Exception as exc:   # noqa: BLE001 - any stage failure drops only this frame
+        return None, _detached(exc)
+
+
 class TwoDevicePipeline:
     """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
 
@@ -129,11 +137,8 @@ class TwoDevicePipeline:
                 if self._closed:
                     break
                 rgb, meta, outputs = self._inbox.popleft()
-            try:
-                item = (meta, outputs, self.reconstructor.prepare(rgb), None)
-            except Exception as exc:   # noqa: BLE001 - any stage failure drops only this frame
-                item = (meta, outputs, None, _detached(exc))
-            self._prepared.put(item)
+            result, error = _attempt(self.reconstructor.prepare, rgb)
+            self._prepared.put((meta, outputs, result, error))
         self._prepared.put(_STOP)
 
     def _geometry_loop(self) -> None:
@@ -143,10 +148,7 @@ class TwoDevicePipeline:
                 break
             meta, outputs, frame, error = item
             if error is None:
-                try:
-                    item = (meta, outputs, self.reconstructor.geometry(frame, outputs), None)
-                except Exception as exc:   # noqa: BLE001
-                    item = (meta, outputs, None, _detached(exc))
+                item = (meta, outputs, *_attempt(self.reconstructor.geometry, frame, outputs))
             self._handoff.put(item)
         self._handoff.put(_STOP)
 
@@ -158,10 +160,7 @@ class TwoDevicePipeline:
             meta, outputs, geo, error = item
             result = None
             if error is None:
-                try:
-                    result = self.reconstructor.color(geo, outputs)
-                except Exception as exc:   # noqa: BLE001
-                    error = _detached(exc)
+                result, error = _attempt(self.reconstructor.color, geo, outputs)
             if error is not None:
                 self._count('failed')
                 # the consumer gets the error (the node logs it, throttled)
