@@ -263,7 +263,10 @@ class Reconstructor:
         crop_img, crop_mask, crop = frame.crop_image, frame.crop_mask, frame.crop
         t1 = time.perf_counter()
         dev = self.geometry_device
-        image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].to(dev)
+        image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].contiguous()
+        if dev.type == 'cuda':      # page-locked, so the copy can overlap the previous frame's work
+            image = image.pin_memory()
+        image = image.to(dev, non_blocking=True)
         feats = self.geo_net.encode_surface(image)
         hull_np = visual_hull_mask(crop_mask)
         hull = torch.from_numpy(hull_np)[None, None].to(dev)
