@@ -264,7 +264,7 @@ class Reconstructor:
         t1 = time.perf_counter()
         dev = self.geometry_device
         image = torch.from_numpy(crop_img).permute(2, 0, 1)[None].contiguous()
-        if dev.type == 'cuda':      # page-locked, so the copy can overlap the previous frame's work
+        if dev.type == 'cuda':      # page-locked: the copy can overlap the previous frame
             image = image.pin_memory()
         image = image.to(dev, non_blocking=True)
         feats = self.geo_net.encode_surface(image)
