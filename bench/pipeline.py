@@ -152,9 +152,13 @@ def main() -> int:
                  'speedup_vs_hull_box_dense': round(float(np.mean(box_t) / np.mean(fast_t)), 1),
                  'identical': not any(diff) and not any(box_diff),
                  'voxels_differing': diff, 'voxels_differing_vs_hull_box_dense': box_diff})
+    geo, col = args.geometry_device, args.color_device
     for row in rows:
-        row.update(threads=torch.get_num_threads(),
-                   device=f'{args.geometry_device}+{args.color_device}')
+        row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}')
+        if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
+            row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
+                                    'components': 'cpu', 'color': col, 'mesh': 'cpu',
+                                    'render': col}
         print(json.dumps(row) if args.json else row, flush=True)
     return 0
 
