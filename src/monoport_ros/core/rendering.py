@@ -58,8 +58,14 @@ def _sample(values: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     return out.reshape(pts.shape[:-1])
 
 
+def _quarter_turns(yaw_deg: float) -> int | None:
+    """``k`` when ``yaw_deg`` is k quarter turns (an exact axis swap), else None."""
+    quarter = yaw_deg / 90.0
+    return int(round(quarter)) % 4 if abs(quarter - round(quarter)) < 1e-9 else None
+
+
 def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg: float,
-                 samples: int) -> tuple[torch.Tensor, bool, tuple[int, int, int]]:
+                 samples: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """
     Values of the index ``box`` resampled into view coordinates ``[x_view, y, z_view]``.
 
@@ -68,9 +74,8 @@ def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg:
     the returned offsets place it in the full view grid.
     """
     n = values.shape[0]
-    quarter = yaw_deg / 90.0
-    if abs(quarter - round(quarter)) < 1e-9:
-        k = int(round(quarter)) % 4
+    k = _quarter_turns(yaw_deg)
+    if k is not None:
         # view x = right . p, view z = toward . p: (model axis, flipped) for view x and view z
         x_axis, x_flip, z_axis, z_flip = ((0, False, 2, False), (2, True, 0, False),
                                           (0, True, 2, True), (2, False, 0, True))[k]
@@ -82,7 +87,7 @@ def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg:
         def start(axis: int, flip: bool) -> int:
             # a flipped axis: view index j <-> model index n - 1 - j
             return n - box[axis].stop if flip else box[axis].start
-        return v, True, (start(x_axis, x_flip), box[1].start, start(z_axis, z_flip))
+        return v, (start(x_axis, x_flip), box[1].start, start(z_axis, z_flip))
     right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
     # view-grid index range that covers the box's 8 corners (one sample of slack)
     lo = torch.tensor([b.start for b in box], dtype=torch.float32) * (2.0 / (n - 1)) - 1.0
@@ -98,7 +103,7 @@ def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg:
     lin = [torch.linspace(-1.0, 1.0, samples)[a:b] for a, b in ranges]
     xv, yv, zv = torch.meshgrid(lin[0], lin[1], lin[2] * math.sqrt(2.0), indexing='ij')
     pts = xv[..., None] * right + yv[..., None] * up + zv[..., None] * toward
-    return _sample(values, pts), False, tuple(a for a, _ in ranges)
+    return _sample(values, pts), tuple(a for a, _ in ranges)
 
 
 def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
@@ -110,10 +115,9 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     box = volume.inside_bounds(margin=1)
     hit = torch.zeros((n, n), dtype=torch.bool)
     z_view = torch.zeros((n, n))
-    exact = abs(yaw_deg / 90.0 - round(yaw_deg / 90.0)) < 1e-9
-    z_extent = 1.0 if exact else math.sqrt(2.0)
+    z_extent = 1.0 if _quarter_turns(yaw_deg) is not None else math.sqrt(2.0)
     if box is not None:
-        v, exact, (ox, oy, oz) = _view_volume(volume.values, box, yaw_deg, n)
+        v, (ox, oy, oz) = _view_volume(volume.values, box, yaw_deg, n)
         occ = v > thr
         nz = v.shape[2]
         first = (nz - 1) - occ.flip(2).to(torch.uint8).argmax(dim=2)      # highest z inside
