@@ -3,7 +3,8 @@ Benchmark: the whole single-image path on the shipped model and the sample image
 
 ``.venv/bin/python bench/pipeline.py --json`` prints one JSON line per resolution (128, 256) with
 fps, latency percentiles and per-stage times, run through the staged pipeline (stages overlap
-between frames), plus a line with dense evaluation at 128 for the localization speed-up.
+between frames) fed like a 30 Hz camera (newest frame wins, as in the node), plus a line with
+dense evaluation at 128 for the localization speed-up.
 ``--tracking`` runs MediaPipe in video mode on a video-like stream made from the samples.
 """
 from __future__ import annotations
@@ -13,7 +14,6 @@ import glob
 import json
 import os
 import sys
-import threading
 import time
 
 import cv2
@@ -23,7 +23,7 @@ import torch
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
-from monoport_ros.core.pipeline import TwoDevicePipeline
+from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
 from monoport_ros.core.reconstruct import Reconstructor, visual_hull_mask
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'monoport_ros',
@@ -48,9 +48,14 @@ def video_like(images: list[np.ndarray], hold: int = 10) -> list[np.ndarray]:
     return out
 
 
-def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int) -> dict:
-    """Feed ``frames`` frames keeping both stages busy; returns fps, latencies and stage means."""
-    slots = threading.Semaphore(3)          # one frame per stage in flight: never idle, no drops
+def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
+               rate: float) -> dict:
+    """
+    Feed frames like a camera at ``rate`` Hz until ``frames`` results came back.
+
+    Newest frame wins in the pipeline's inbox, as in the node; latency runs from a frame's submit
+    to its result. Returns fps (results per second), latency percentiles, stage means, drops.
+    """
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
     queries: list[int] = []
@@ -63,35 +68,39 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int) ->
                 queries.append(rec.queries)
                 for k, v in rec.timings_ms.items():
                     stages.setdefault(k, []).append(v)
-        slots.release()
 
     pipe = TwoDevicePipeline(config, on_result)
-    slots.acquire()
     pipe.submit(images[0], -1)              # warm-up: model load, MediaPipe start, allocator
     while pipe.stats['processed'] + pipe.stats['failed'] < 1:
         time.sleep(0.002)
+    period = 1.0 / rate
     t0 = time.perf_counter()
-    for i in range(frames):
-        slots.acquire()
+    i = 0
+    while len(latencies) < frames:
         started[i] = time.perf_counter()
         pipe.submit(images[i % len(images)], i)
-    while len(latencies) < frames:
-        time.sleep(0.002)
+        i += 1
+        time.sleep(max(0.0, t0 + i * period - time.perf_counter()))
     elapsed = time.perf_counter() - t0
+    stats = pipe.stats
     pipe.close()
-    return {'fps': round(frames / elapsed, 2),
+    return {'input_hz': rate, 'fps': round(len(latencies) / elapsed, 2),
             'latency_ms_p50': round(float(np.percentile(latencies, 50)), 1),
             'latency_ms_p95': round(float(np.percentile(latencies, 95)), 1),
             'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in sorted(stages.items())},
             'queries': int(np.mean(queries)) if queries else 0,
-            'dropped': pipe.stats['dropped']}
+            'frames_in_flight': frames_in_flight(config),
+            'dropped': stats['dropped'], 'failed': stats['failed']}
 
 
 def main() -> int:
     """Run the benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--json', action='store_true')
-    ap.add_argument('--frames', type=int, default=40)
+    ap.add_argument('--frames', type=int, default=60, help='results to wait for per resolution')
+    ap.add_argument('--rate', type=float, default=30.0, help='camera frame rate fed (Hz)')
+    ap.add_argument('--frames-in-flight', type=int, default=0,
+                    help='frames inside the pipeline at once (0 = the config default, auto)')
     ap.add_argument('--resolutions', default='128,256')
     ap.add_argument('--checkpoint', default='')
     ap.add_argument('--geometry-device', default='cpu')
@@ -105,7 +114,7 @@ def main() -> int:
     depth = {64: 3, 128: 4, 256: 5, 512: 6}
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
-                segmentation_tracking=False, queue_size=3)     # = frames in flight: no drops
+                segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     stream = video_like(images) if args.tracking else images
     rows = []
     for res in (int(r) for r in args.resolutions.split(',')):
@@ -113,7 +122,7 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': args.tracking})
         rows.append({'resolution': res, 'octree_levels': depth[res],
                      'segmentation_tracking': args.tracking, 'precision': args.precision,
-                     **run_stream(cfg, stream, args.frames)})
+                     **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point
     # of the dense grid (visual hull applied afterwards, so the output is comparable), and the
     # dense grid inside the hull's box with only in-hull points sent to the net. Outputs are

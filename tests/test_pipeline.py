@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
-from monoport_ros.core.networks import MonoPortNet
+from monoport_ros.core.networks import MonoPortNet, padded_rows
 from monoport_ros.core.pipeline import TwoDevicePipeline
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.reconstruct import (GeometryResult, Reconstruction, Reconstructor,
@@ -85,7 +85,8 @@ def _run(pipe: TwoDevicePipeline, frames, wait_for: int, timeout: float = 20.0) 
 def test_results_in_input_order_and_stages_overlap() -> None:
     got = []
     stages = SlowStages(0.05, 0.05)
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=16), lambda m, r, e: got.append(m), stages)
+    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=16, frames_in_flight=3),
+                             lambda m, r, e: got.append(m), stages)
     t0 = time.time()
     _run(pipe, [(np.zeros(1), i) for i in range(10)], 10)
     elapsed = time.time() - t0
@@ -95,10 +96,22 @@ def test_results_in_input_order_and_stages_overlap() -> None:
     assert elapsed < 10 * 0.1 * 0.9          # serial would take 1.0 s
 
 
+def test_frames_in_flight_bounds_the_frames_inside_the_stages() -> None:
+    got = []
+    stages = SlowStages(0.03, 0.03)
+    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=16, frames_in_flight=1),
+                             lambda m, r, e: got.append(m), stages)
+    _run(pipe, [(np.zeros(1), i) for i in range(5)], 5)
+    waiting = pipe.pending()
+    pipe.close()
+    assert got == list(range(5)) and waiting == 0
+    assert not stages.overlap             # one frame at a time: colour never beside geometry
+
+
 def test_newest_frame_wins_when_full() -> None:
     got = []
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=1), lambda m, r, e: got.append(m),
-                             SlowStages(0.2, 0.01))
+    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
+                             lambda m, r, e: got.append(m), SlowStages(0.2, 0.01))
     pipe.submit(np.zeros(1), 'first')
     time.sleep(0.05)                          # 'first' is now in the geometry stage
     assert pipe.submit(np.zeros(1), 'old')
@@ -214,6 +227,22 @@ def test_hull_region_holds_every_point_the_hull_lets_through(resolution: int) ->
     assert y0 < int(ij[:, 1].min()) and int(ij[:, 1].max()) < y1
     assert (z0, z1) == (0, resolution)
     assert hull_region(np.zeros((64, 64), np.float32), resolution) is None
+
+
+def test_padded_rows_are_few_sizes_and_padding_does_not_leak() -> None:
+    sizes = {padded_rows(n) for n in range(1, 70000)}
+    assert all(padded_rows(n) >= n for n in range(1, 70000))
+    assert all(padded_rows(n) <= max(64, 1.5 * n) for n in range(1, 70000))
+    assert len(sizes) <= 22
+    net = random_net().set_precision(torch.bfloat16).eval()
+    feats = torch.randn(1, net.cfg.feature_channels, 16, 16)
+    pts = torch.rand(1, 300, 3) * 2 - 1
+    with torch.inference_mode():
+        whole = net.occupancy(feats, pts)
+        part = net.occupancy(feats, pts[:, :77])
+        rgb = net.color(feats, torch.randn(1, net.cfg.color_feature_channels, 16, 16), pts)
+    assert whole.shape == (1, 300) and part.shape == (1, 77) and rgb.shape == (1, 300, 3)
+    assert torch.allclose(part, whole[:, :77], atol=1e-2)
 
 
 def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None:

@@ -141,6 +141,9 @@ class MonoPortConfig:
     output_dir: str = _p('', 'Also write each result (mesh .ply, views .png) here; empty = off')
     queue_size: int = _p(1, 'Frames waiting for the pipeline (newest wins)', lo=1, hi=16,
                          dynamic=False)
+    frames_in_flight: int = _p(0, 'Frames inside the pipeline at once (0 = auto: 3, or the '
+                               'number of CPU cores when every stage runs on the CPU)',
+                               lo=0, hi=3, dynamic=False)
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and why."""

@@ -3,7 +3,10 @@ Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``
 
 Three worker threads, one per stage: segmentation and crop (CPU), geometry, colour; frame n+2's
 segmentation, n+1's geometry and n's colour stage overlap. Frames wait in a bounded inbox where the
-newest frame wins (the oldest waiting one is dropped and counted). Results are delivered in input
+newest frame wins (the oldest waiting one is dropped and counted). At most ``frames_in_flight``
+frames are inside the stages at once: a frame is taken from the inbox only when one has left, so
+frames wait where newer ones can replace them, not between stages (on a 2-core CPU a third frame
+in flight adds latency and no throughput). Results are delivered in input
 order through ``on_result(meta, reconstruction, error)``; a stage that raises produces
 ``(meta, None, error)`` for that frame and the workers keep going.
 """
@@ -51,6 +54,15 @@ def _attempt(stage: Callable[..., Any], *args: Any) -> tuple[Any, BaseException 
         return None, _detached(exc)
 
 
+def frames_in_flight(config: MonoPortConfig) -> int:
+    """How many frames the pipeline works on at once (resolves ``frames_in_flight = 0``)."""
+    if config.frames_in_flight:
+        return config.frames_in_flight
+    if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
+        return max(1, min(3, os.cpu_count() or 1))
+    return 3
+
+
 class TwoDevicePipeline:
     """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
 
@@ -63,6 +75,8 @@ class TwoDevicePipeline:
         self._on_result = on_result
         self._inbox: collections.deque = collections.deque()
         self._capacity = config.queue_size
+        self._in_flight_limit = frames_in_flight(config)
+        self._in_flight = 0
         self._cond = threading.Condition()
         self._prepared: queue.Queue = queue.Queue(maxsize=1)
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
@@ -132,11 +146,13 @@ class TwoDevicePipeline:
     def _segment_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._inbox and not self._closed:
+                while not self._closed and (
+                        not self._inbox or self._in_flight >= self._in_flight_limit):
                     self._cond.wait()
                 if self._closed:
                     break
                 rgb, meta, outputs = self._inbox.popleft()
+                self._in_flight += 1
             result, error = _attempt(self.reconstructor.prepare, rgb)
             self._prepared.put((meta, outputs, result, error))
         self._prepared.put(_STOP)
@@ -173,3 +189,6 @@ class TwoDevicePipeline:
                 self._on_result(meta, result, error)
             except Exception:   # noqa: BLE001 - a broken consumer must not kill the worker
                 LOG.exception('result callback raised')
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
