@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from monoport_ros.core.localization import localize_surface
+from monoport_ros.core import meshing
 from monoport_ros.core.meshing import SurfaceMesh, decimate, extract_mesh, is_watertight
 from monoport_ros.core.rendering import render_view
 from shapes import SHAPES, sphere
@@ -111,6 +112,30 @@ def test_mesh_of_sphere_has_right_radius() -> None:
 def test_shape_touching_the_border_is_still_closed() -> None:
     mesh = extract_mesh(localize_surface(lambda p: (p[..., 0] > 0.5).float(), 32, 2))
     assert is_watertight(mesh)
+
+
+def _soft_sphere(p: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid((0.6 - (p - torch.tensor([0.2, 0.0, -0.1])).norm(dim=-1)) * 20)
+
+
+@pytest.mark.parametrize('case', ['sphere', 'torus', 'thin_plates', 'capsules', 'border',
+                                  'soft_clipped_by_region'])
+def test_marching_cubes_mask_gives_the_unmasked_mesh(case: str, monkeypatch) -> None:
+    """Skipping cells with unqueried corners (marching-cubes mask) must not change the mesh."""
+    region = None
+    if case == 'border':
+        field = lambda p: (p[..., 0] > 0.5).float()      # noqa: E731
+    elif case == 'soft_clipped_by_region':
+        field, region = _soft_sphere, ((10, 60), (0, 40), (5, 64))   # the region cuts the ball
+    else:
+        field = SHAPES[case]
+    volume = localize_surface(field, 64, 3, region=region)
+    masked = extract_mesh(volume)
+    monkeypatch.setattr(meshing, '_surface_cells', lambda volume, box: None)
+    plain = extract_mesh(volume)
+    assert not plain.empty
+    np.testing.assert_array_equal(masked.faces, plain.faces)
+    np.testing.assert_array_equal(masked.vertices, plain.vertices)
 
 
 def test_decimation_respects_budget_and_keeps_colours() -> None:

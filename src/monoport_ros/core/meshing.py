@@ -45,13 +45,39 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
     box = tuple(slice(s0, b.stop, stride) for s0, b in zip(start, box))
     sub = volume.values[box].numpy()
     padded = np.pad(sub, 1, mode='constant', constant_values=0.0)
-    verts, faces, _, _ = marching_cubes(padded, level=volume.threshold, allow_degenerate=False)
+    mask = _surface_cells(volume, box) if stride == 1 else None
+    verts, faces, _, _ = marching_cubes(padded, level=volume.threshold, allow_degenerate=False,
+                                        mask=mask)
     offset = np.array(start, dtype=np.float32) / stride - 1.0
     verts = (verts.astype(np.float32) + offset) * (2.0 * stride / volume.resolution) - 1.0
     # skimage orients faces for increasing values = outward normals pointing to low values when
     # inside is high; flip to counter-clockwise-from-outside.
     faces = np.ascontiguousarray(faces[:, ::-1]).astype(np.int32)
     return SurfaceMesh(verts, faces)
+
+
+def _surface_cells(volume: LocalizedVolume, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """
+    Marching-cubes mask (padded ``box``) of the points whose cells may hold the surface.
+
+    Every corner of a cell the surface crosses inside the localized box was queried (see
+    :mod:`core.localization`), so marching cubes can skip cells with unqueried corners, which
+    halves its time at 256^3 with the same mesh. Trusted as well: the box's edges (outside it is
+    outside, unqueried) and the padding, so shapes touching either are still closed.
+    """
+    mask = volume.queried[box].numpy().copy()
+    inner = []
+    for b, loc, n in zip(box, volume.box, mask.shape):
+        lo = min(max(loc.start + 1 - b.start, 0), n)
+        inner.append(slice(lo, max(min(loc.stop - 1 - b.start, n), lo)))
+    edge = np.ones(mask.shape, bool)
+    edge[tuple(inner)] = False
+    mask |= edge
+    mask = np.pad(mask, 1, mode='constant', constant_values=True)
+    for axis in range(3):           # the layer next to the padding as well
+        mask[(slice(None),) * axis + (1,)] = True
+        mask[(slice(None),) * axis + (-2,)] = True
+    return mask
 
 
 def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh,
