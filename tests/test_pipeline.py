@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
+from monoport_ros.core import networks
 from monoport_ros.core.networks import MonoPortNet, padded_rows
 from monoport_ros.core.pipeline import TwoDevicePipeline
 from monoport_ros.core.networks import sample_features
@@ -243,6 +244,19 @@ def test_padded_rows_are_few_sizes_and_padding_does_not_leak() -> None:
         rgb = net.color(feats, torch.randn(1, net.cfg.color_feature_channels, 16, 16), pts)
     assert whole.shape == (1, 300) and part.shape == (1, 77) and rgb.shape == (1, 300, 3)
     assert torch.allclose(part, whole[:, :77], atol=1e-2)
+
+
+def test_inference_in_point_chunks_equals_one_pass(monkeypatch) -> None:
+    net = random_net().eval()
+    feats = torch.randn(1, net.cfg.feature_channels, 16, 16)
+    feats_c = torch.randn(1, net.cfg.color_feature_channels, 16, 16)
+    pts = torch.rand(1, 20000, 3) * 2 - 1
+    with torch.inference_mode():
+        occ, rgb = net.occupancy(feats, pts), net.color(feats, feats_c, pts)
+        monkeypatch.setattr(networks, 'POINT_CHUNK', 10 ** 9)
+        whole_occ, whole_rgb = net.occupancy(feats, pts), net.color(feats, feats_c, pts)
+    assert occ.shape == (1, 20000) and rgb.shape == (1, 20000, 3)
+    assert torch.allclose(occ, whole_occ, atol=1e-5) and torch.allclose(rgb, whole_rgb, atol=1e-5)
 
 
 def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None:

@@ -9,6 +9,8 @@ with PIFu's module names, so the released PIFu/MonoPort weights load onto them
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -338,6 +340,12 @@ class PointMLP(nn.Module):
         return (y, hidden) if return_hidden else y
 
 
+# points per network pass at inference: the MLP's activations stay in the CPU caches (measured,
+# one core: 50k points took 24 ms in chunks of 8192 in bfloat16, 54 ms in one pass; float32 37
+# vs 95 ms)
+POINT_CHUNK = 8192
+
+
 def padded_rows(n: int) -> int:
     """
     Smallest size >= ``n`` of the form 2^k or 3 * 2^(k-1) (at most 1.5 ``n``, or 64).
@@ -421,9 +429,18 @@ class MonoPortNet(nn.Module):
         return torch.cat([sample_features(features, points[..., :2], self.cfg.align_corners),
                           soft_z(points[..., 2].to(features.dtype), self.cfg.softz_bins)], dim=-1)
 
+    def _in_chunks(self, fn: Callable[[torch.Tensor], torch.Tensor],
+                   points: torch.Tensor) -> torch.Tensor:
+        """``fn`` over (B, N, 3) ``points``, at inference in chunks of POINT_CHUNK points."""
+        if self.training or points.shape[1] <= POINT_CHUNK:
+            return fn(points)
+        return torch.cat([fn(p) for p in points.split(POINT_CHUNK, dim=1)], dim=1)
+
     def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Inside/outside logits (B, N) at model-space ``points`` (B, N, 3)."""
-        return self._run_mlp(self.surface_mlp, self._point_input(features, points))[..., 0]
+        return self._in_chunks(
+            lambda p: self._run_mlp(self.surface_mlp, self._point_input(features, p))[..., 0],
+            points)
 
     def occupancy(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Inside probability (B, N) at ``points``."""
@@ -432,6 +449,8 @@ class MonoPortNet(nn.Module):
     def color(self, surface_features: torch.Tensor, color_features: torch.Tensor,
               points: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] (B, N, 3) at ``points`` from both feature maps."""
-        x = torch.cat([sample_features(color_features, points[..., :2], self.cfg.align_corners),
-                       self._point_input(surface_features, points)], dim=-1)
-        return torch.sigmoid(self._run_mlp(self.color_mlp, x))
+        def rgb(p: torch.Tensor) -> torch.Tensor:
+            x = torch.cat([sample_features(color_features, p[..., :2], self.cfg.align_corners),
+                           self._point_input(surface_features, p)], dim=-1)
+            return torch.sigmoid(self._run_mlp(self.color_mlp, x))
+        return self._in_chunks(rgb, points)
