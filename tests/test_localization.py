@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from monoport_ros.core.localization import _upsample_linear, dense_occupancy, localize_surface
+from monoport_ros.core.localization import (_cell_corners, _upsample_linear, dense_occupancy,
+                                            localize_surface, mixed_cells)
 from shapes import SHAPES
 
 # coarsest grid of 16 cells per axis (spacing 0.125) at every resolution
@@ -160,3 +161,17 @@ def test_linear_upsampling_matches_trilinear_interpolation_in_a_strided_view() -
     outside = torch.ones_like(volume, dtype=torch.bool)
     outside[3:21:2, 2:19, 1:14] = False
     assert bool((volume[outside] == -1.0).all())
+
+
+def test_mixed_cells_and_their_corners_match_a_direct_count() -> None:
+    torch.manual_seed(1)
+    occ = torch.rand(6, 7, 5) > 0.6
+    corners = torch.stack([occ[dx:dx + 5, dy:dy + 6, dz:dz + 4]
+                           for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)])
+    want = corners.any(dim=0) & ~corners.all(dim=0)
+    assert torch.equal(mixed_cells(occ), want)
+    cells = torch.rand(5, 6, 4) > 0.8
+    points = torch.zeros(6, 7, 5, dtype=torch.bool)
+    for i, j, k in cells.nonzero().tolist():
+        points[i:i + 2, j:j + 2, k:k + 2] = True
+    assert torch.equal(_cell_corners(cells), points)
