@@ -148,6 +148,27 @@ def test_inside_bounds_follow_edits() -> None:
     assert vol.inside_bounds() is None
 
 
+def _blobs(p: torch.Tensor) -> torch.Tensor:
+    # a ball, a small far-away ball and a slab cut by the grid top face
+    big = (p - torch.tensor([0.1, 0.0, 0.0])).norm(dim=-1) < 0.45
+    small = (p - torch.tensor([-0.7, 0.7, 0.6])).norm(dim=-1) < 0.12
+    slab = (p[..., 1] > 0.85) & (p[..., 0].abs() < 0.2) & (p[..., 2].abs() < 0.2)
+    return (big | small | slab).float()
+
+
+@pytest.mark.parametrize('case', ['sphere', 'torus', 'thin_plates', 'capsules', 'blobs',
+                                  'blobs_in_region', 'dense'])
+def test_inside_bounds_gathered_while_localizing_equal_a_full_pass(case: str) -> None:
+    from monoport_ros.core.localization import keep_largest_component, surface_bounds
+    field = _blobs if case.startswith('blobs') else SHAPES.get(case, SHAPES['torus'])
+    region = ((8, 60), (4, 64), (0, 64)) if case == 'blobs_in_region' else None
+    vol = localize_surface(field, 64, 1 if case == 'dense' else 3, region=region)
+    assert vol.inside_bounds() == surface_bounds(vol.occupancy, margin=0)
+    removed = keep_largest_component(vol)
+    assert (removed > 0) == case.startswith('blobs')
+    assert vol.inside_bounds() == surface_bounds(vol.occupancy, margin=0)
+
+
 def test_linear_upsampling_matches_trilinear_interpolation_in_a_strided_view() -> None:
     torch.manual_seed(0)
     coarse = torch.rand(5, 9, 7)

@@ -70,6 +70,9 @@ class LocalizedVolume:
         """Forget cached facts about ``values`` (after editing it in place)."""
         self._inside_box = False
 
+    def _know_inside_box(self, box: tuple[slice, slice, slice] | None) -> None:
+        self._inside_box = box
+
     @property
     def occupancy(self) -> torch.Tensor:
         """Boolean inside/outside volume."""
@@ -93,6 +96,37 @@ def _query(query_fn: QueryFn, index: torch.Tensor, resolution: int, batch: int,
         pts = grid_coordinates(index[start:start + batch] + offset, resolution)
         out.append(query_fn(pts).to('cpu', torch.float32).reshape(-1))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+class _InsideExtent:
+    """
+    Index box of the inside points, gathered from the queried ones without a pass over the volume.
+
+    Among the inside points outermost along an axis, take one: either its neighbour past it is
+    outside, which makes it a corner of a cell the surface crosses, and the finest level queries
+    every such corner; or it lies on a face of the localized box, and the same holds within that
+    face, down to the box's corners, which the coarsest level queries. So the queried inside
+    points reach as far as all inside points do (when the flood ran to the end).
+    """
+
+    def __init__(self) -> None:
+        self.lo: torch.Tensor | None = None
+        self.hi: torch.Tensor | None = None
+
+    def add(self, index: torch.Tensor) -> None:
+        """Take in inside points (K, 3)."""
+        if index.shape[0] == 0:
+            return
+        lo, hi = index.min(dim=0).values, index.max(dim=0).values
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+
+    def box(self, offset: torch.Tensor) -> tuple[slice, slice, slice] | None:
+        """Return the extent as slices of the full grid (None: nothing inside)."""
+        if self.lo is None:
+            return None
+        return tuple(slice(int(a + o), int(b + o) + 1)
+                     for a, b, o in zip(self.lo, self.hi, offset))
 
 
 def _upsample_linear(coarse: torch.Tensor, out: torch.Tensor) -> None:
@@ -244,6 +278,9 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
     coarse = [torch.arange(0, n, stride) for n in sub_values.shape]
     idx = torch.stack(torch.meshgrid(*coarse, indexing='ij'), dim=-1).reshape(-1, 3)
     vals = _query(query_fn, idx, resolution, batch_size, offset)
+    extent = _InsideExtent()
+    complete = True
+    extent.add(idx[vals > threshold])
     sub_values[::stride, ::stride, ::stride] = vals.reshape(*(c.numel() for c in coarse))
     sub_queried[::stride, ::stride, ::stride] = True
     vol.queries = idx.shape[0]
@@ -267,6 +304,7 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
             if idx.shape[0] == 0:
                 break
             vals = _query(query_fn, idx * half, resolution, batch_size, offset)
+            extent.add(idx[vals > threshold] * half)
             level_vals[idx[:, 0], idx[:, 1], idx[:, 2]] = vals
             known[idx[:, 0], idx[:, 1], idx[:, 2]] = True
             level_queries += idx.shape[0]
@@ -280,9 +318,13 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
                 idx = (_cell_corners(mixed_cells(level_vals > threshold)) & ~known).nonzero()
             else:
                 idx = _unknown_corners_of_mixed_cells_near(level_vals, threshold, known, idx)
+        else:
+            complete = complete and idx.shape[0] == 0      # max_rounds cut the flood short
         vol.queries += level_queries
         vol.queries_per_level.append(level_queries)
         stride = half
+    if complete:
+        vol._know_inside_box(extent.box(offset))
     return vol
 
 
@@ -322,8 +364,11 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     if count <= 1:
         return 0
     sizes = np.bincount(labels.ravel())[1:]
-    stray = torch.from_numpy((labels > 0) & (labels != 1 + int(np.argmax(sizes))))
-    sub = volume.values[box]
-    sub[stray] = 0.0
-    volume.values_changed()
-    return int(stray.sum())
+    keep = 1 + int(np.argmax(sizes))
+    stray = np.ones(count + 1, bool)        # label -> removed? (one lookup pass over the box)
+    stray[[0, keep]] = False
+    volume.values[box].masked_fill_(torch.from_numpy(stray[labels]), 0.0)
+    kept = ndimage.find_objects(labels == keep)[0]
+    volume._know_inside_box(tuple(slice(b.start + k.start, b.start + k.stop)
+                                  for b, k in zip(box, kept)))
+    return int(sizes.sum() - sizes[keep - 1])
