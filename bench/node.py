@@ -37,7 +37,6 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / 'src' / 'monoport_ros' / 'samples'
 NODE = '/monoport_node'
-OCTREE_LEVELS = {32: 2, 64: 3, 128: 4, 256: 5, 512: 6}
 
 
 def _load_avg() -> list[float]:
@@ -363,7 +362,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               for p in sorted(SAMPLES.glob('*.png'))]
     if not images:
         raise SystemExit(f'no sample images in {SAMPLES}')
-    levels = args.octree_depth or OCTREE_LEVELS.get(args.resolution, 4)
+    from monoport_ros.core.config import octree_depth_for
+    levels = args.octree_depth or octree_depth_for(args.resolution)
     views = ['front', 'side', 'back']
     params = {'checkpoint': args.checkpoint, 'resolution': args.resolution,
               'octree_depth': levels, 'image_reliability': 'reliable',
@@ -510,9 +510,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg = MonoPortConfig(resolution=args.resolution, octree_depth=levels,
                              checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                              color_device=args.color_device, render_views=views,
-                             segmentation_tracking=False, queue_size=3)     # as pipeline.py
+                             segmentation_tracking=False)     # as pipeline.py
         load_c = _load_avg()
-        pipe = run_stream(cfg, images, args.compare_frames)
+        pipe = run_stream(cfg, images, args.compare_frames, args.rate)
         pipe['load_avg'] = {'start': load_c, 'end': _load_avg()}
         pipe['torch_threads'] = torch.get_num_threads()
         row['pipeline'] = pipe

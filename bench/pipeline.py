@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from monoport_ros.core.config import MonoPortConfig
+from monoport_ros.core.config import MonoPortConfig, octree_depth_for
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
@@ -111,16 +111,15 @@ def main() -> int:
                     help='segmentation_tracking on, over a video-like stream of the samples')
     args = ap.parse_args()
     images = load_samples()
-    depth = {64: 3, 128: 4, 256: 5, 512: 6}
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     stream = video_like(images) if args.tracking else images
     rows = []
     for res in (int(r) for r in args.resolutions.split(',')):
-        cfg = MonoPortConfig(resolution=res, octree_depth=depth[res],
+        cfg = MonoPortConfig(resolution=res, octree_depth=octree_depth_for(res),
                              **{**base, 'segmentation_tracking': args.tracking})
-        rows.append({'resolution': res, 'octree_levels': depth[res],
+        rows.append({'resolution': res, 'octree_levels': octree_depth_for(res),
                      'segmentation_tracking': args.tracking, 'precision': args.precision,
                      **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point
@@ -128,7 +127,8 @@ def main() -> int:
     # dense grid inside the hull's box with only in-hull points sent to the net. Outputs are
     # compared after keep_largest_component, as published (the coarse grid can miss floating
     # blobs that dense evaluation finds; they are not part of the person).
-    with Reconstructor(MonoPortConfig(resolution=128, octree_depth=4, **base)) as rec:
+    fast_cfg = MonoPortConfig(resolution=128, octree_depth=octree_depth_for(128), **base)
+    with Reconstructor(fast_cfg) as rec:
         box_rec = Reconstructor(MonoPortConfig(resolution=128, octree_depth=1, **base),
                                 rec.geo_net)
         fast_t, dense_t, box_t, diff, box_diff = [], [], [], [], []

@@ -196,3 +196,10 @@ def test_mixed_cells_and_their_corners_match_a_direct_count() -> None:
     for i, j, k in cells.nonzero().tolist():
         points[i:i + 2, j:j + 2, k:k + 2] = True
     assert torch.equal(_cell_corners(cells), points)
+
+
+def test_default_levels_start_on_a_32_grid() -> None:
+    from monoport_ros.core.config import MonoPortConfig, octree_depth_for
+    assert [octree_depth_for(r) for r in (16, 32, 64, 128, 256, 512)] == [1, 1, 2, 3, 4, 5]
+    cfg = MonoPortConfig()
+    assert cfg.octree_depth == octree_depth_for(cfg.resolution)

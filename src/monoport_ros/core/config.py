@@ -89,6 +89,20 @@ def _p(default: Any, description: str, *, lo: float | None = None, hi: float | N
 
 
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
+COARSEST_GRID = 32      # surface localization starts on a 32^3 grid (spacing 1/16 of the cube)
+
+
+def octree_depth_for(resolution: int) -> int:
+    """
+    Localization levels for ``resolution`` whose coarsest grid is COARSEST_GRID^3.
+
+    Its spacing, 1/16 of the cube (about 6 cm on a 1.7 m person), is below the thickness of arms
+    and legs, which the exact coarse-to-fine result needs (see :mod:`core.localization`); it was
+    also the fastest depth measured at 128^3 and 256^3.
+    """
+    return max(1, resolution.bit_length() - COARSEST_GRID.bit_length() + 1)
+
+
 VIEW_YAWS = {'front': 0.0, 'left': 90.0, 'back': 180.0, 'right': 270.0, 'side': 90.0}
 
 
@@ -99,7 +113,8 @@ class MonoPortConfig:
     checkpoint: str = _p('', 'Model file (.safetensors or released .pth); empty = shipped default',
                          dynamic=False)
     resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
-    octree_depth: int = _p(4, 'Coarse-to-fine levels of surface localization (1 = dense)',
+    octree_depth: int = _p(3, 'Coarse-to-fine levels of surface localization (1 = dense); '
+                           'coarsest grid resolution / 2^(depth-1), keep it 32 or finer',
                            lo=1, hi=7)
     threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
     geometry_device: str = _p('cpu',

@@ -651,9 +651,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_evaluate(args: argparse.Namespace) -> int:
-    from .config import MonoPortConfig
+    from .config import MonoPortConfig, octree_depth_for
 
     config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
+                            octree_depth=octree_depth_for(args.resolution),
                             render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,

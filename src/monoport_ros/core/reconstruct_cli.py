@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .camera import OrthoCamera, ortho_camera_from_height
-from .config import MonoPortConfig, PRECISIONS
+from .config import MonoPortConfig, PRECISIONS, octree_depth_for
 from .meshing import SurfaceMesh, write_ply
 from .reconstruct import Reconstructor
 
@@ -33,7 +33,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help='directory for direct renderings (<view>.png, <view>_normals.png)')
     p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
     p.add_argument('--resolution', type=int, default=256)
-    p.add_argument('--octree-depth', type=int, default=5)
+    p.add_argument('--octree-depth', type=int, default=0,
+                   help='localization levels (0: coarsest grid 32^3, e.g. 4 at 256)')
     p.add_argument('--threshold', type=float, default=0.5)
     p.add_argument('--geometry-device', default='cpu')
     p.add_argument('--color-device', default='cpu')
@@ -50,7 +51,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``reconstruct``."""
     config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
-                            octree_depth=args.octree_depth, threshold=args.threshold,
+                            octree_depth=args.octree_depth or octree_depth_for(args.resolution),
+                            threshold=args.threshold,
                             geometry_device=args.geometry_device, color_device=args.color_device,
                             precision=args.precision,
                             render_views=[v for v in args.render_views.split(',') if v],
