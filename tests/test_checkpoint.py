@@ -9,6 +9,8 @@ PIFu's computation.
 """
 from __future__ import annotations
 
+import copy
+
 import json
 from pathlib import Path
 
@@ -408,6 +410,20 @@ def test_safetensors_round_trip(tmp_path, cfg):
     img, pts = _inputs(64, seed=2)
     for a, b in zip(_outputs(loaded, img, pts), _outputs(net, img, pts)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('cfg', [NetworkConfig.preset('small'), TINY_PIFU], ids=['small', 'pifu'])
+def test_channels_last_encoders_give_the_same_features(cfg):
+    torch.manual_seed(0)
+    net = MonoPortNet(cfg).eval()
+    img, _ = _inputs(64, seed=3)
+    fast = copy.deepcopy(net).use_channels_last()
+    with torch.inference_mode():
+        for encode in ('encode_surface', 'encode_color'):
+            want, got = getattr(net, encode)(img), getattr(fast, encode)(img)
+            assert got.is_contiguous() and torch.allclose(got, want, atol=1e-4)
+    weight = next(p for p in fast.surface_encoder.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def _small_tensors():

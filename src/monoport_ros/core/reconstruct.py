@@ -88,7 +88,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def _prepared(net: MonoPortNet, device: torch.device, dtype: torch.dtype) -> MonoPortNet:
     if net.compute_dtype != dtype:      # a copy: the caller's network keeps its precision
         net = copy.deepcopy(net).set_precision(dtype)
-    return net.to(device).eval()
+    return net.to(device).eval().use_channels_last()
 
 
 def hull_region(hull: np.ndarray, resolution: int, margin: int = 2) -> Region | None:
