@@ -118,9 +118,11 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     z_extent = 1.0 if _quarter_turns(yaw_deg) is not None else math.sqrt(2.0)
     if box is not None:
         v, (ox, oy, oz) = _view_volume(volume.values, box, yaw_deg, n)
-        occ = v > thr
         nz = v.shape[2]
-        first = (nz - 1) - occ.flip(2).to(torch.uint8).argmax(dim=2)      # highest z inside
+        # highest z inside along each ray: the largest (z + 1) among inside samples (0: none)
+        depth_code = torch.arange(1, nz + 1, dtype=torch.int16)
+        top = ((v > thr) * depth_code).amax(dim=2)
+        first = (top.to(torch.int64) - 1).clamp(min=0)
         nxt = (first + 1).clamp(max=nz - 1)
         v_in = v.gather(2, first[..., None])[..., 0]
         v_out = v.gather(2, nxt[..., None])[..., 0]
@@ -128,7 +130,7 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
         frac = torch.where(nxt > first, frac, torch.zeros_like(frac))
         zi = (first + oz).to(torch.float32) + frac
         sx, sy = slice(ox, ox + v.shape[0]), slice(oy, oy + v.shape[1])
-        hit[sx, sy] = v_in > thr            # argmax found an inside sample (cheaper than any)
+        hit[sx, sy] = top > 0
         z_view[sx, sy] = (zi * (2.0 / (n - 1)) - 1.0) * z_extent            # (n, n) over [x, y]
     lin = torch.linspace(-1.0, 1.0, n)
     xv, yv = torch.meshgrid(lin, lin, indexing='ij')
