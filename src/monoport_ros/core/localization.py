@@ -226,6 +226,45 @@ def _unknown_corners_of_mixed_cells_near(level: torch.Tensor, threshold: float,
     return torch.stack([i, j, k], dim=1)
 
 
+def _window(points: torch.Tensor, shape: torch.Size, margin: int) -> tuple[slice, ...]:
+    """Index box around ``points`` (K, 3), ``margin`` wider, clamped to ``shape``."""
+    lo = (points.min(dim=0).values - margin).clamp(min=0).tolist()
+    hi = (points.max(dim=0).values + margin + 1).tolist()
+    return tuple(slice(a, min(b, n)) for a, b, n in zip(lo, hi, shape))
+
+
+def _ambiguous_points(coarse_occ: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """
+    Unknown points (K, 3) of the 2x finer level ``known`` whose coarse parents disagree.
+
+    They all lie in cells of the coarse grid that the surface crosses, so only the box of those
+    cells is looked at (at 256^3 the box of a person is a fraction of the grid).
+    """
+    cells = mixed_cells(coarse_occ).nonzero()
+    if cells.shape[0] == 0:
+        return cells
+    win = _window(cells, coarse_occ.shape, 0)
+    win = tuple(slice(w.start, w.stop + 1) for w in win)        # the cells' far corners too
+    fine = tuple(slice(2 * w.start, 2 * w.stop - 1) for w in win)
+    need = _ambiguous_children(coarse_occ[win]) & ~known[fine]
+    return need.nonzero() + torch.tensor([f.start for f in fine])
+
+
+def _unknown_corners_of_mixed_cells_in_box(level: torch.Tensor, threshold: float,
+                                           known: torch.Tensor,
+                                           points: torch.Tensor) -> torch.Tensor:
+    """
+    Find unqueried corners of the mixed cells that touch ``points`` (K, 3), densely.
+
+    Works on the box around the points (one wider: the cells touching them), and may return
+    more (any mixed cell in that box), like ``_unknown_corners_of_mixed_cells_near`` for many
+    points.
+    """
+    win = _window(points, level.shape, 1)
+    found = (_cell_corners(mixed_cells(level[win] > threshold)) & ~known[win]).nonzero()
+    return found + torch.tensor([w.start for w in win])
+
+
 def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
     """Grid points that are a corner of at least one marked cell (one more per axis than cells)."""
     nx, ny, nz = (n + 1 for n in cells.shape)
@@ -295,10 +334,9 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
         _upsample_linear(coarse_vals, level_vals)
         # Round 1: new points whose coarse parents disagree; the others are a convex combination of
         # parents on one side of the threshold, so their side is already known.
-        need = _ambiguous_children(coarse_vals > threshold) & ~known
+        idx = _ambiguous_points(coarse_vals > threshold, known)
         level_queries = 0
         last_level = half == 1
-        idx = need.nonzero()
         for _ in range(max_rounds):
             if idx.shape[0] == 0:
                 break
@@ -311,10 +349,10 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
                 break
             # Final level: make the surface band exact, following the surface until it closes. A
             # cell can only become mixed where a value just changed: after a large change look at
-            # the whole box at once, after a small one only around the points just queried (both
-            # find the same points; this only picks the cheaper way).
+            # the box around the points just queried at once, after a small one only around each
+            # of them (both find the same points; this only picks the cheaper way).
             if idx.shape[0] * _SPARSE_COST > level_vals.numel():
-                idx = (_cell_corners(mixed_cells(level_vals > threshold)) & ~known).nonzero()
+                idx = _unknown_corners_of_mixed_cells_in_box(level_vals, threshold, known, idx)
             else:
                 idx = _unknown_corners_of_mixed_cells_near(level_vals, threshold, flat_values,
                                                            flat_known, idx)
