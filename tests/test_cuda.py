@@ -138,6 +138,7 @@ class StageLog:
         self.prepare = rec.prepare
         self.geometry = self._wrap('geometry', rec.geometry)
         self.color = self._wrap('color', rec.color)
+        self.recycle = rec.recycle
 
     def _wrap(self, name: str, fn):
         def run(*args, **kw):

@@ -71,6 +71,9 @@ class SlowStages:
     def update_config(self, config):
         pass
 
+    def recycle(self, geo):
+        pass
+
     def close(self):
         self.closed = True
 
@@ -309,3 +312,25 @@ def test_a_failed_frame_does_not_keep_its_stage_memory_alive() -> None:
     gc.collect()
     assert isinstance(errors[0], MemoryError) and errors[0].__traceback__ is None
     assert refs[0]() is None
+
+
+def test_recycled_volumes_give_the_same_results_as_new_ones() -> None:
+    cfg = MonoPortConfig(segmentation=False, resolution=32, octree_depth=2, render_size=32,
+                         render_views=['front'])
+    net = random_net()
+    wide = np.zeros_like(person_like_image())      # a wide figure first: a larger box to clear
+    cv2.ellipse(wide, (160, 120), (110, 40), 0, 0, 360, (90, 160, 200), -1)
+    thin = person_like_image()
+    fresh = Reconstructor(cfg, net).geometry(thin)
+    rec = Reconstructor(cfg, net)
+    first = rec.geometry(wide)
+    first_values = first.volume.values
+    assert first.volume.box != fresh.volume.box
+    rec.color(first)
+    rec.recycle(first)
+    assert first.volume is None
+    again = rec.geometry(thin)
+    assert again.volume.values is first_values            # the same memory, cleared and reused
+    assert torch.equal(again.volume.values, fresh.volume.values)
+    assert torch.equal(again.volume.queried, fresh.volume.queried)
+    assert again.volume.inside_bounds() == fresh.volume.inside_bounds()

@@ -177,6 +177,7 @@ class TwoDevicePipeline:
             result = None
             if error is None:
                 result, error = _attempt(self.reconstructor.color, geo, outputs)
+                self.reconstructor.recycle(geo)     # the pipeline hands out only the result
             if error is not None:
                 self._count('failed')
                 # the consumer gets the error (the node logs it, throttled)

@@ -22,7 +22,8 @@ import torch
 
 from .camera import PersonCrop
 from .config import MonoPortConfig, view_yaw
-from .localization import LocalizedVolume, Region, keep_largest_component, localize_surface
+from .localization import (LocalizedVolume, Region, VolumeBuffers, keep_largest_component,
+                           localize_surface)
 from .meshing import extract_mesh, mesh_within_budget
 from .networks import MonoPortNet, sample_features
 from .preprocess import check_rgb, crop_person, largest_component
@@ -199,6 +200,7 @@ class Reconstructor:
         self.col_net = self.geo_net if same else \
             _prepared(copy.deepcopy(net), self.color_device, col_dtype)
         self._segmenter = None
+        self._buffers = VolumeBuffers()
 
     def close(self) -> None:
         """Release the segmenter (MediaPipe's graph threads keep a process alive otherwise)."""
@@ -282,7 +284,8 @@ class Reconstructor:
             return out
 
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold,
-                                  region=hull_region(hull_np, cfg.resolution))
+                                  region=hull_region(hull_np, cfg.resolution),
+                                  buffers=self._buffers.take(cfg.resolution))
         t3 = time.perf_counter()
         times.update(encode=(t2 - t1) * 1e3, localize=(t3 - t2) * 1e3)
         return GeometryResult(True, mask, crop, image, feats, volume, frame.person_height_px,
@@ -337,6 +340,17 @@ class Reconstructor:
             rec.timings_ms['render'] = (time.perf_counter() - t4) * 1e3
         rec.timings_ms['color'] = color_ms
         return rec
+
+    def recycle(self, geo: GeometryResult) -> None:
+        """
+        Reuse the volume of ``geo`` for a later frame (saves allocating one per frame).
+
+        For a consumer that drops ``geo`` after :meth:`color` (the pipeline does); ``geo`` loses
+        its volume.
+        """
+        if geo.volume is not None:
+            self._buffers.give_back(geo.volume)
+            geo.volume = None
 
     def reconstruct(self, rgb: np.ndarray,
                     outputs: frozenset[str] | set[str] = ALL_OUTPUTS) -> Reconstruction:
