@@ -279,3 +279,30 @@ def test_bad_dataset_errors(tmp_path):
     (tmp_path / 'samples').mkdir()
     with pytest.raises(ValueError, match='no .npz'):
         Trainer(tiny_config(tmp_path, tmp_path / 'o'), quiet=True)
+
+
+def test_depth_negatives_are_outside_a_real_body():
+    """Depth negatives from a rendered anny person, checked against its mesh (Open3D)."""
+    from monoport_ros.core.preprocess import crop_person
+    from monoport_ros.core.synthetic import (make_person, occupancy, render_person,
+                                             sample_surface)
+    from monoport_ros.core.training import depth_negatives
+    rng = np.random.default_rng(5)
+    person = make_person(rng)
+    for yaw in (0.0, 90.0, 200.0):
+        r = render_person(person, yaw, 512, rng)
+        _, crop_mask, crop = crop_person(r['image'], r['mask'], 256)
+        cam, verts = r['camera'], r['mesh_cam']
+        surf, _ = sample_surface(verts, person.faces, 4000, rng)
+        near = surf + rng.normal(size=surf.shape) * 0.02
+        sample = {'mask': crop_mask > 0.5,
+                  'color_points': cam.metric_to_model(crop, surf).astype(np.float32),
+                  'points': cam.metric_to_model(crop, near).astype(np.float32),
+                  'labels': occupancy(verts, person.faces, near).astype(np.float32)}
+        neg = depth_negatives(sample, 3000, rng)
+        assert len(neg) > 1000
+        u = ((neg[:, 0] + 1) * 128).astype(int)
+        v = ((1 - neg[:, 1]) * 128).astype(int)
+        assert sample['mask'][v.clip(0, 255), u.clip(0, 255)].mean() > 0.99   # in silhouette
+        inside = occupancy(verts, person.faces, cam.model_to_metric(crop, neg.astype(np.float64)))
+        assert inside.mean() < 0.002

@@ -102,6 +102,9 @@ class TrainConfig:
     # 'surface_median': shift z so the median surface point is at z = 0 (fixed depth origin);
     # 'data': keep the files' z (0 = centre of the view's 3D bounding box)
     z_center: str = 'surface_median'
+    # extra points per sample inside the silhouette but clearly in front of or behind the body
+    # (labelled outside, see depth_negatives); 0 = off
+    depth_negatives: int = 0
     lr: float = 1e-3
     lr_color: float = 1e-3
     lr_final_ratio: float = 0.1         # cosine decay of the learning rate to lr * this
@@ -163,7 +166,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f'{name}={getattr(self, name)} must be at least 1')
         for name in ('steps_surface', 'steps_color', 'val_subjects', 'bn_batches',
-                     'minutes_surface', 'minutes_color'):
+                     'minutes_surface', 'minutes_color', 'depth_negatives'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name}={getattr(self, name)} must not be negative')
         if not (self.lr > 0 and self.lr_color > 0 and 0 < self.lr_final_ratio <= 1):
@@ -343,6 +346,50 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
     img = img * mask[..., None]
     return {'image': img.astype(np.float32), 'mask': mask, 'points': pts,
             'labels': sample['labels'].astype(np.float32), 'color_points': cpts, 'colors': cols}
+
+
+DEPTH_CELL_PX = 8           # columns of this many crop pixels share one depth range
+DEPTH_MARGIN = 0.08         # model units (about 8 cm on a person filling the crop)
+
+
+def depth_negatives(sample: dict[str, np.ndarray], n: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """
+    Up to ``n`` points (K, 3) inside the silhouette but far in front of or behind the body.
+
+    A single image shows the silhouette, not how deep the body is behind each pixel; a net that
+    only learned the silhouette fills its columns with slabs and puddles (seen at the feet in the
+    evaluation). Near-surface samples rarely land far away in depth and uniform ones rarely in a
+    thin limb's column, so these points make that mistake costly. For each column of
+    DEPTH_CELL_PX pixels the body lies between the lowest and highest z of the surface and inside
+    points that fall in it; a point of the column beyond that range by DEPTH_MARGIN is outside.
+    Columns with no such point are skipped.
+    """
+    mask = sample['mask']
+    size = mask.shape[0]
+    cells = -(-size // DEPTH_CELL_PX)
+    body = np.concatenate([sample['color_points'], sample['points'][sample['labels'] > 0.5]])
+
+    def cell_of(xy: np.ndarray) -> np.ndarray:
+        u = np.clip(((xy[:, 0] + 1) * 0.5 * size).astype(np.int64), 0, size - 1)
+        v = np.clip(((1 - xy[:, 1]) * 0.5 * size).astype(np.int64), 0, size - 1)
+        return (v // DEPTH_CELL_PX) * cells + u // DEPTH_CELL_PX
+    lo = np.full(cells * cells, np.inf)
+    hi = np.full(cells * cells, -np.inf)
+    c = cell_of(body)
+    np.minimum.at(lo, c, body[:, 2])
+    np.maximum.at(hi, c, body[:, 2])
+    vs, us = np.nonzero(mask)
+    if n <= 0 or len(us) == 0:
+        return np.zeros((0, 3), np.float32)
+    pick = rng.integers(0, len(us), 2 * n)
+    x = 2 * (us[pick] + rng.random(2 * n)) / size - 1
+    y = 1 - 2 * (vs[pick] + rng.random(2 * n)) / size
+    z = rng.uniform(-1, 1, 2 * n)
+    pts = np.stack([x, y, z], axis=1)
+    cell = cell_of(pts)
+    far = np.isfinite(lo[cell]) & ((z < lo[cell] - DEPTH_MARGIN) | (z > hi[cell] + DEPTH_MARGIN))
+    return pts[far][:n].astype(np.float32)
 
 
 def _choose(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -525,6 +572,11 @@ class Trainer:
         aug = self.cfg.augment if augment else None
         items = [prepare_sample(self.data.load(int(i)), self.net_cfg.image_size, rng, aug,
                                 self.cfg.z_center) for i in indices]
+        if self.cfg.depth_negatives and augment:
+            for it in items:
+                neg = depth_negatives(it, self.cfg.depth_negatives, rng)
+                it['points'] = np.concatenate([it['points'], neg])
+                it['labels'] = np.concatenate([it['labels'], np.zeros(len(neg), np.float32)])
         return collate(items, rng, self.cfg.points_per_sample, self.cfg.color_points_per_sample,
                        self.cfg.color_noise if augment else 0.0)
 
