@@ -17,6 +17,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from human_field import human_occupancy_field  # noqa: E402
 
+from monoport_ros.core.config import octree_depth_for  # noqa: E402
 from monoport_ros.core.localization import (  # noqa: E402
     dense_occupancy, localize_surface, mixed_cells)
 
@@ -73,9 +74,8 @@ def main() -> int:
     ap.add_argument('--resolutions', default='128,256,512')
     ap.add_argument('--seed', type=int, default=3)
     args = ap.parse_args()
-    depths = {64: 3, 128: 4, 256: 5, 512: 6}
     for res in (int(r) for r in args.resolutions.split(',')):
-        depth = depths.get(res, 5)
+        depth = octree_depth_for(res)
         field = human_occupancy_field(res, args.seed)
         t0 = time.perf_counter()
         fast = localize_surface(field, res, depth, batch_size=1 << 20)
