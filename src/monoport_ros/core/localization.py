@@ -446,7 +446,7 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     stray = np.ones(count + 1, bool)        # label -> removed? (one lookup pass over the box)
     stray[[0, keep]] = False
     volume.values[box].masked_fill_(torch.from_numpy(stray[labels]), 0.0)
-    kept = ndimage.find_objects(labels == keep)[0]
+    kept = ndimage.find_objects(labels, max_label=keep)[keep - 1]
     volume._know_inside_box(tuple(slice(b.start + k.start, b.start + k.stop)
                                   for b, k in zip(box, kept)))
     return int(sizes.sum() - sizes[keep - 1])
