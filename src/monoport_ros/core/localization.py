@@ -389,11 +389,9 @@ class VolumeBuffers:
 
     def take(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Return a cleared (values, queried) pair for ``resolution``, or None (allocate)."""
-        with self._lock:
-            for i, (values, queried) in enumerate(self._free):
-                if values.shape[0] == resolution + 1:
-                    return self._free.pop(i)
-        return None
+        with self._lock:       # volumes of another resolution (changed at run time) go away
+            self._free = [pair for pair in self._free if pair[0].shape[0] == resolution + 1]
+            return self._free.pop() if self._free else None
 
     def give_back(self, volume: LocalizedVolume) -> None:
         """Clear ``volume``'s box and keep its tensors for :meth:`take`."""
