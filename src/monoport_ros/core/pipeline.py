@@ -54,12 +54,20 @@ def _attempt(stage: Callable[..., Any], *args: Any) -> tuple[Any, BaseException 
         return None, _detached(exc)
 
 
+def usable_cpus() -> int:
+    """Count the CPUs this process may run on (its affinity, e.g. a container share), >= 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):       # not on Linux
+        return os.cpu_count() or 1
+
+
 def frames_in_flight(config: MonoPortConfig) -> int:
     """How many frames the pipeline works on at once (resolves ``frames_in_flight = 0``)."""
     if config.frames_in_flight:
         return config.frames_in_flight
     if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-        return max(1, min(3, os.cpu_count() or 1))
+        return max(1, min(3, usable_cpus()))
     return 3
 
 
@@ -71,7 +79,7 @@ class TwoDevicePipeline:
         self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
         if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
             # the stages share the CPU: one intra-op thread each avoids oversubscription
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+            torch.set_num_threads(max(1, usable_cpus() // 2))
         self._on_result = on_result
         self._inbox: collections.deque = collections.deque()
         self._capacity = config.queue_size
