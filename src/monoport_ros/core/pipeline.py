@@ -185,7 +185,8 @@ class TwoDevicePipeline:
             result = None
             if error is None:
                 result, error = _attempt(self.reconstructor.color, geo, outputs)
-                self.reconstructor.recycle(geo)     # the pipeline hands out only the result
+                # the pipeline hands out only the result, so the volume can serve a later frame
+                _attempt(self.reconstructor.recycle, geo)
             if error is not None:
                 self._count('failed')
                 # the consumer gets the error (the node logs it, throttled)
