@@ -366,6 +366,9 @@ def depth_negatives(sample: dict[str, np.ndarray], n: int,
     Columns with no such point are skipped.
     """
     mask = sample['mask']
+    vs, us = np.nonzero(mask)
+    if n <= 0 or len(us) == 0:
+        return np.zeros((0, 3), np.float32)
     size = mask.shape[0]
     cells = -(-size // DEPTH_CELL_PX)
     body = np.concatenate([sample['color_points'], sample['points'][sample['labels'] > 0.5]])
@@ -379,9 +382,6 @@ def depth_negatives(sample: dict[str, np.ndarray], n: int,
     c = cell_of(body)
     np.minimum.at(lo, c, body[:, 2])
     np.maximum.at(hi, c, body[:, 2])
-    vs, us = np.nonzero(mask)
-    if n <= 0 or len(us) == 0:
-        return np.zeros((0, 3), np.float32)
     pick = rng.integers(0, len(us), 2 * n)
     x = 2 * (us[pick] + rng.random(2 * n)) / size - 1
     y = 1 - 2 * (vs[pick] + rng.random(2 * n)) / size
