@@ -12,7 +12,7 @@ import torch
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core import networks
 from monoport_ros.core.networks import MonoPortNet, padded_rows
-from monoport_ros.core.pipeline import TwoDevicePipeline
+from monoport_ros.core.pipeline import FramePacer, TwoDevicePipeline
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.reconstruct import (GeometryResult, Reconstruction, Reconstructor,
                                            hull_region, resolve_device, resolve_precision)
@@ -125,6 +125,49 @@ def test_newest_frame_wins_when_full() -> None:
     pipe.close()
     assert got == ['first', 'newest']
     assert pipe.stats['dropped'] == 2 and pipe.stats['submitted'] == 4
+
+
+def test_frame_pacer_waits_only_when_the_next_frame_is_due_soon() -> None:
+    pacer = FramePacer()
+    assert pacer.wait_for_next(0.0, 0.08) == 0.0            # period unknown yet: no waiting
+    for k in range(FramePacer.MIN_INTERVALS + 1):
+        pacer.arrived(0.1 * k)
+    assert pacer.period() == pytest.approx(0.1)
+    last = 0.1 * FramePacer.MIN_INTERVALS
+    assert pacer.wait_for_next(last, last + 0.03) == 0.0    # fresh enough: take it
+    # 70 ms old: the next frame is due in 30 ms; wait for it, plus slack for jitter
+    assert pacer.wait_for_next(last, last + 0.07) == pytest.approx(0.03 + 0.1 * FramePacer.SLACK)
+    assert pacer.wait_for_next(last, last + 0.25) == 0.0    # the stream stalled: take it
+
+
+def _ages_at_take(pace: bool, monkeypatch) -> list[float]:
+    """Feed a 10 Hz stream to a pipeline that needs 130 ms a frame; age of each frame taken."""
+    if not pace:
+        monkeypatch.setattr(FramePacer, 'wait_for_next', lambda self, newest, now: 0.0)
+    ages = []
+
+    class Stages(SlowStages):
+        def prepare(self, rgb):
+            ages.append(time.monotonic() - float(rgb[0]))
+            return rgb
+    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
+                             lambda m, r, e: None, Stages(0.1, 0.03))
+    t0 = time.monotonic()
+    for k in range(30):
+        time.sleep(max(0.0, t0 + 0.1 * k - time.monotonic()))
+        pipe.submit(np.array([time.monotonic()]), k)
+    pipe.close()
+    return ages[8:]          # after the pacer has learnt the period
+
+
+def test_pipeline_takes_fresher_frames_with_the_pacer(monkeypatch) -> None:
+    """A freed slot waits for a frame due within half a period instead of taking an old one."""
+    paced = _ages_at_take(True, monkeypatch)
+    unpaced = _ages_at_take(False, monkeypatch)
+    # without pacing the age at take spreads over the whole 100 ms period (mean ~45 ms); with
+    # it no frame is taken more than half a period old (plus scheduling jitter)
+    assert max(paced) < 0.065 < max(unpaced)
+    assert np.mean(paced) < 0.5 * np.mean(unpaced)
 
 
 def test_failing_stage_drops_only_that_frame() -> None:

@@ -6,7 +6,9 @@ segmentation, n+1's geometry and n's colour stage overlap. Frames wait in a boun
 newest frame wins (the oldest waiting one is dropped and counted). At most ``frames_in_flight``
 frames are inside the stages at once: a frame is taken from the inbox only when one has left, so
 frames wait where newer ones can replace them, not between stages (on a 2-core CPU a third frame
-in flight adds latency and no throughput). Results are delivered in input
+in flight adds latency and no throughput). When a stage frees and the only waiting frame is old
+while the stream's next frame is due soon, the pipeline waits for that one (:class:`FramePacer`).
+Results are delivered in input
 order through ``on_result(meta, reconstruction, error)``; a stage that raises produces
 ``(meta, None, error)`` for that frame and the workers keep going.
 """
@@ -16,7 +18,9 @@ import collections
 import logging
 import os
 import queue
+import statistics
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -71,6 +75,50 @@ def frames_in_flight(config: MonoPortConfig) -> int:
     return 3
 
 
+class FramePacer:
+    """
+    Decide whether a freed pipeline slot should wait for the stream's next frame.
+
+    When a slot frees, the newest waiting frame of a camera stream is on average half a frame
+    period old, and that age adds to its latency. If the next frame is due within half a period,
+    waiting for it and taking it fresh gives lower latency for a slot idle at most half a period
+    (on two cores this cut the mean wait in the inbox from ~T/2 to ~T/8). The period is the
+    median interval of the last frames; irregular or stopped streams are not waited for.
+    """
+
+    MIN_INTERVALS = 8       # intervals seen before the period is trusted
+    SLACK = 0.25            # extra wait for a late frame, in periods
+
+    def __init__(self, history: int = 16) -> None:
+        self._arrivals: collections.deque = collections.deque(maxlen=history + 1)
+
+    def arrived(self, t: float) -> None:
+        """Record a frame's arrival time (``time.monotonic()``)."""
+        self._arrivals.append(t)
+
+    def period(self) -> float | None:
+        """Median frame interval of the recent frames in seconds, or None while unknown."""
+        if len(self._arrivals) <= self.MIN_INTERVALS:
+            return None
+        times = list(self._arrivals)
+        return statistics.median(b - a for a, b in zip(times, times[1:]))
+
+    def wait_for_next(self, newest: float, now: float) -> float:
+        """
+        Seconds to wait for a frame newer than the one that arrived at ``newest`` (0 = take it).
+
+        Waits only when that frame is between half a period and one period old, i.e. the next
+        one is due within half a period (plus :attr:`SLACK` for jitter).
+        """
+        period = self.period()
+        if not period:
+            return 0.0
+        age = now - newest
+        if not period / 2 < age < period:
+            return 0.0
+        return period - age + self.SLACK * period
+
+
 class TwoDevicePipeline:
     """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
 
@@ -85,6 +133,7 @@ class TwoDevicePipeline:
         self._capacity = config.queue_size
         self._in_flight_limit = frames_in_flight(config)
         self._in_flight = 0
+        self._pacer = FramePacer()
         self._cond = threading.Condition()
         self._prepared: queue.Queue = queue.Queue(maxsize=1)
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
@@ -130,7 +179,9 @@ class TwoDevicePipeline:
                 self._inbox.popleft()
                 dropped = True
                 self._count('dropped')
-            self._inbox.append((rgb, meta, frozenset(outputs)))
+            now = time.monotonic()
+            self._pacer.arrived(now)
+            self._inbox.append((rgb, meta, frozenset(outputs), now))
             self._count('submitted')
             self._cond.notify()
         return not dropped
@@ -151,16 +202,29 @@ class TwoDevicePipeline:
             t.join(timeout)
         self.reconstructor.close()
 
+    def _take_frame(self) -> tuple | None:
+        """Wait for a free slot and a frame (see :class:`FramePacer`); None once closed."""
+        with self._cond:
+            while not self._closed and (
+                    not self._inbox or self._in_flight >= self._in_flight_limit):
+                self._cond.wait()
+            if self._capacity == 1 and self._inbox:     # a backlog (queue_size > 1): in order
+                newest, now = self._inbox[-1], time.monotonic()
+                deadline = now + self._pacer.wait_for_next(newest[3], now)
+                while (not self._closed and self._inbox and self._inbox[-1] is newest
+                       and time.monotonic() < deadline):
+                    self._cond.wait(deadline - time.monotonic())
+            if self._closed:
+                return None
+            self._in_flight += 1
+            return self._inbox.popleft()
+
     def _segment_loop(self) -> None:
         while True:
-            with self._cond:
-                while not self._closed and (
-                        not self._inbox or self._in_flight >= self._in_flight_limit):
-                    self._cond.wait()
-                if self._closed:
-                    break
-                rgb, meta, outputs = self._inbox.popleft()
-                self._in_flight += 1
+            frame = self._take_frame()
+            if frame is None:
+                break
+            rgb, meta, outputs, _ = frame
             result, error = _attempt(self.reconstructor.prepare, rgb)
             self._prepared.put((meta, outputs, result, error))
         self._prepared.put(_STOP)
