@@ -91,6 +91,26 @@ def test_colour_queried_only_at_visible_points() -> None:
     assert sum(asked) == int(view.mask.sum()) == len(view.points)
 
 
+def test_larger_images_are_shaded_at_the_grid_rays() -> None:
+    """Above resolution + 1 pixels, colour is asked once per hit ray and resampled smoothly."""
+    vol = localize_surface(lambda p: sphere(p, centre=(0, 0, 0), radius=0.6), 64, 3)
+    asked = []
+
+    def color_fn(pts: torch.Tensor) -> torch.Tensor:
+        asked.append(len(pts))
+        return (pts + 1) / 2                     # a smooth colour: position
+    small = render_view(vol, 0, 65, color_fn)
+    big = render_view(vol, 0, 257, color_fn)
+    assert asked[1] == int(small.mask.sum()) < int(big.mask.sum()) / 3
+    inner = big.mask & (np.abs(big.normals.astype(np.float32)[..., 2] / 255 * 2 - 1) > 0.5)
+    expected = np.round((big.points + 1) / 2 * 255)[inner[big.mask]]
+    assert np.abs(big.color[inner] - expected).mean() < 2.0     # 1 unit = 1/255
+    n = big.normals.astype(np.float32)[inner] / 255 * 2 - 1
+    pts = big.points[inner[big.mask]]
+    cos = (n * pts / np.linalg.norm(pts, axis=1, keepdims=True)).sum(1)
+    assert np.median(cos) > 0.98 and cos.mean() > 0.95     # per-pixel normals: 0.985, 0.971
+
+
 @pytest.mark.parametrize('name', sorted(SHAPES))
 def test_closed_shapes_give_watertight_meshes(name: str) -> None:
     mesh = extract_mesh(localize_surface(SHAPES[name], 64, 3))
