@@ -426,6 +426,29 @@ def test_channels_last_encoders_give_the_same_features(cfg):
     assert weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize('cfg', [NetworkConfig.preset('small'), TINY_PIFU], ids=['small', 'pifu'])
+def test_batchnorm_folded_into_convolutions_gives_the_same_features(cfg):
+    torch.manual_seed(0)
+    net = MonoPortNet(cfg).eval()
+    with torch.no_grad():           # non-trivial statistics, so folding them matters
+        for name, buf in net.named_buffers():
+            if 'running_var' in name:
+                buf.uniform_(0.5, 2.0)
+            elif 'running_mean' in name:
+                buf.uniform_(-0.5, 0.5)
+    img, _ = _inputs(64, seed=4)
+    fused = copy.deepcopy(net).fuse_batchnorm()
+    with torch.inference_mode():
+        for encode in ('encode_surface', 'encode_color'):
+            want, got = getattr(net, encode)(img), getattr(fused, encode)(img)
+            assert torch.allclose(got, want, atol=1e-4)
+    if cfg.encoder == 'hrnet':      # PIFu's encoders use group norm: nothing to fold
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    with pytest.raises(RuntimeError, match='eval'):
+        MonoPortNet(cfg).fuse_batchnorm()
+
+
 def _small_tensors():
     torch.manual_seed(0)
     net = MonoPortNet(NetworkConfig.preset('small'))

@@ -645,6 +645,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('data_dir', metavar='DATA_DIR')
     p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
     p.add_argument('--resolution', type=int, default=256, help='grid resolution (power of two)')
+    p.add_argument('--precision', default='float32',
+                   help='network arithmetic: float32 (default), bfloat16, float16, auto')
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)
@@ -655,7 +657,7 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
 
     config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
                             octree_depth=octree_depth_for(args.resolution),
-                            render_views=['front', 'side'])
+                            precision=args.precision, render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,
                        verbose=True)

@@ -87,9 +87,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 def _prepared(net: MonoPortNet, device: torch.device, dtype: torch.dtype) -> MonoPortNet:
-    if net.compute_dtype != dtype:      # a copy: the caller's network keeps its precision
-        net = copy.deepcopy(net).set_precision(dtype)
-    return net.to(device).eval().use_channels_last()
+    """Return an inference copy of ``net`` on ``device`` in ``dtype`` (the caller's net stays)."""
+    net = copy.deepcopy(net).eval()
+    if net.compute_dtype != dtype:
+        net.set_precision(dtype)
+    if dtype == torch.float32:
+        # not in reduced precision: folded weights rounded to bfloat16 changed the vertex count
+        # of a test shape's mesh by 6.7 % against float32 (unfused: 2.5 %)
+        net.fuse_batchnorm()
+    return net.to(device).use_channels_last()
 
 
 def hull_region(hull: np.ndarray, resolution: int, margin: int = 2) -> Region | None:
@@ -197,8 +203,7 @@ class Reconstructor:
         col_dtype = resolve_precision(config.precision, self.color_device)
         self.geo_net = _prepared(net, self.geometry_device, geo_dtype)
         same = self.color_device == self.geometry_device and col_dtype == geo_dtype
-        self.col_net = self.geo_net if same else \
-            _prepared(copy.deepcopy(net), self.color_device, col_dtype)
+        self.col_net = self.geo_net if same else _prepared(net, self.color_device, col_dtype)
         self._segmenter = None
         self._buffers = VolumeBuffers()
 
