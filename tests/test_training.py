@@ -299,10 +299,12 @@ def test_depth_negatives_are_outside_a_real_body():
                   'color_points': cam.metric_to_model(crop, surf).astype(np.float32),
                   'points': cam.metric_to_model(crop, near).astype(np.float32),
                   'labels': occupancy(verts, person.faces, near).astype(np.float32)}
-        neg = depth_negatives(sample, 3000, rng)
-        assert len(neg) > 1000
-        u = ((neg[:, 0] + 1) * 128).astype(int)
-        v = ((1 - neg[:, 1]) * 128).astype(int)
-        assert sample['mask'][v.clip(0, 255), u.clip(0, 255)].mean() > 0.99   # in silhouette
-        inside = occupancy(verts, person.faces, cam.model_to_metric(crop, neg.astype(np.float64)))
-        assert inside.mean() < 0.002
+        for near in (0.0, 1.0):     # anywhere in depth; just beyond the body's depth range
+            neg = depth_negatives(sample, 3000, rng, near)
+            assert len(neg) > 1000
+            u = ((neg[:, 0] + 1) * 128).astype(int)
+            v = ((1 - neg[:, 1]) * 128).astype(int)
+            assert sample['mask'][v.clip(0, 255), u.clip(0, 255)].mean() > 0.99   # silhouette
+            inside = occupancy(verts, person.faces,
+                               cam.model_to_metric(crop, neg.astype(np.float64)))
+            assert inside.mean() < 0.002

@@ -105,6 +105,9 @@ class TrainConfig:
     # extra points per sample inside the silhouette but clearly in front of or behind the body
     # (labelled outside, see depth_negatives); 0 = off
     depth_negatives: int = 0
+    # fraction of them drawn just beyond the body's depth range (where slabs and puddles grow)
+    # instead of uniformly in depth
+    depth_negatives_near: float = 0.0
     lr: float = 1e-3
     lr_color: float = 1e-3
     lr_final_ratio: float = 0.1         # cosine decay of the learning rate to lr * this
@@ -171,6 +174,8 @@ class TrainConfig:
                 raise ValueError(f'{name}={getattr(self, name)} must not be negative')
         if not (self.lr > 0 and self.lr_color > 0 and 0 < self.lr_final_ratio <= 1):
             raise ValueError('lr and lr_color must be > 0 and lr_final_ratio in (0, 1]')
+        if not 0 <= self.depth_negatives_near <= 1:
+            raise ValueError(f'depth_negatives_near={self.depth_negatives_near} must be in [0, 1]')
         if not 0 <= self.bn_freeze_fraction <= 1:
             raise ValueError(f'bn_freeze_fraction={self.bn_freeze_fraction} must be in [0, 1]')
         if self.z_center not in Z_CENTERS:
@@ -350,10 +355,11 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
 
 DEPTH_CELL_PX = 8           # columns of this many crop pixels share one depth range
 DEPTH_MARGIN = 0.08         # model units (about 8 cm on a person filling the crop)
+DEPTH_NEAR_STD = 0.15       # near negatives: half-normal distance beyond the margin (model units)
 
 
-def depth_negatives(sample: dict[str, np.ndarray], n: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def depth_negatives(sample: dict[str, np.ndarray], n: int, rng: np.random.Generator,
+                    near: float = 0.0) -> np.ndarray:
     """
     Up to ``n`` points (K, 3) inside the silhouette but far in front of or behind the body.
 
@@ -363,7 +369,9 @@ def depth_negatives(sample: dict[str, np.ndarray], n: int,
     thin limb's column, so these points make that mistake costly. For each column of
     DEPTH_CELL_PX pixels the body lies between the lowest and highest z of the surface and inside
     points that fall in it; a point of the column beyond that range by DEPTH_MARGIN is outside.
-    Columns with no such point are skipped.
+    Columns with no such point are skipped. A fraction ``near`` of the points lies just beyond
+    the range (DEPTH_MARGIN plus a half-normal distance of DEPTH_NEAR_STD), the rest anywhere in
+    depth.
     """
     mask = sample['mask']
     vs, us = np.nonzero(mask)
@@ -385,10 +393,17 @@ def depth_negatives(sample: dict[str, np.ndarray], n: int,
     pick = rng.integers(0, len(us), 2 * n)
     x = 2 * (us[pick] + rng.random(2 * n)) / size - 1
     y = 1 - 2 * (vs[pick] + rng.random(2 * n)) / size
+    cell = cell_of(np.stack([x, y], axis=1))
     z = rng.uniform(-1, 1, 2 * n)
-    pts = np.stack([x, y, z], axis=1)
-    cell = cell_of(pts)
+    close = (rng.random(2 * n) < near) & np.isfinite(lo[cell])
+    beyond = DEPTH_MARGIN + 1e-3 + np.abs(rng.normal(0.0, DEPTH_NEAR_STD, 2 * n))
+    behind = rng.random(2 * n) < 0.5
+    z_near = np.where(behind, lo[np.where(close, cell, 0)] - beyond,
+                      hi[np.where(close, cell, 0)] + beyond)
+    z = np.where(close, z_near, z)
     far = np.isfinite(lo[cell]) & ((z < lo[cell] - DEPTH_MARGIN) | (z > hi[cell] + DEPTH_MARGIN))
+    far &= np.abs(z) <= 1.0
+    pts = np.stack([x, y, z], axis=1)
     return pts[far][:n].astype(np.float32)
 
 
@@ -574,7 +589,8 @@ class Trainer:
                                 self.cfg.z_center) for i in indices]
         if self.cfg.depth_negatives and augment:
             for it in items:
-                neg = depth_negatives(it, self.cfg.depth_negatives, rng)
+                neg = depth_negatives(it, self.cfg.depth_negatives, rng,
+                                      self.cfg.depth_negatives_near)
                 it['points'] = np.concatenate([it['points'], neg])
                 it['labels'] = np.concatenate([it['labels'], np.zeros(len(neg), np.float32)])
         return collate(items, rng, self.cfg.points_per_sample, self.cfg.color_points_per_sample,
