@@ -110,8 +110,9 @@ def _first_hits(volume: LocalizedVolume, yaw_deg: float) -> tuple[torch.Tensor, 
     """
     First occupied sample along each ray of the view grid (one ray per grid column).
 
-    Returns ``hit`` (n, n) bool and ``z`` (n, n) view-space depth of the hit, both in image
-    orientation (rows go down, columns go right), ``n = resolution + 1``.
+    Returns ``hit`` (n, n) bool and ``z`` (n, n) view-space depth of the hit (the far end of the
+    view where there is none), both in image orientation (rows go down, columns go right),
+    ``n = resolution + 1``.
     """
     thr = volume.threshold
     n = volume.resolution + 1
