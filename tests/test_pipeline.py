@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -306,22 +307,27 @@ def test_inference_in_point_chunks_equals_one_pass(monkeypatch) -> None:
 
 
 def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None:
+    from scipy.spatial import cKDTree
     from monoport_ros.core.checkpoint import load_model
     from monoport_ros.core.reconstruct import DEFAULT_MODEL
     net = load_model(DEFAULT_MODEL)
-    base = dict(segmentation=False, resolution=64, octree_depth=3, render_views=['front'])
-    ref = Reconstructor(MonoPortConfig(precision='float32', **base), net).reconstruct(
-        person_like_image())
+    sample = Path(__file__).resolve().parent.parent / 'src/monoport_ros/samples/person_000.png'
+    image = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB)
+    base = dict(resolution=64, octree_depth=3, render_views=['front'])
+    ref = Reconstructor(MonoPortConfig(precision='float32', **base), net).reconstruct(image)
     fast_rec = Reconstructor(MonoPortConfig(precision='bfloat16', **base), net)
     assert net.compute_dtype == torch.float32 and fast_rec.geo_net is not net
     assert next(fast_rec.geo_net.surface_mlp.parameters()).dtype == torch.bfloat16
-    geo = fast_rec.geometry(person_like_image())
+    geo = fast_rec.geometry(image)
     assert geo.features.dtype == torch.float32
     fast = fast_rec.color(geo)
     ref_occ = ref.views['front'].any(axis=2)
     agree = (fast.views['front'].any(axis=2) == ref_occ).mean()
-    assert ref_occ.sum() > 200 and agree > 0.98, agree
-    assert abs(len(fast.vertices) - len(ref.vertices)) < 0.05 * len(ref.vertices)
+    assert ref_occ.sum() > 2000 and agree > 0.98, agree
+    # the surfaces are a fraction of a voxel apart on average (measured: 0.3 voxel)
+    apart = (cKDTree(ref.vertices).query(fast.vertices)[0].mean()
+             + cKDTree(fast.vertices).query(ref.vertices)[0].mean()) / 2
+    assert apart < 0.75 * 2 / 64
 
 
 def test_precision_choices() -> None:

@@ -88,13 +88,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 def _prepared(net: MonoPortNet, device: torch.device, dtype: torch.dtype) -> MonoPortNet:
     """Return an inference copy of ``net`` on ``device`` in ``dtype`` (the caller's net stays)."""
-    net = copy.deepcopy(net).eval()
+    # folded in float32, then cast: in bfloat16 the fused encoder is also closer to float32
+    # (mean feature error 0.0033 vs 0.0052 unfused: one rounding fewer per layer)
+    net = copy.deepcopy(net).eval().fuse_batchnorm()
     if net.compute_dtype != dtype:
         net.set_precision(dtype)
-    if dtype == torch.float32:
-        # not in reduced precision: folded weights rounded to bfloat16 changed the vertex count
-        # of a test shape's mesh by 6.7 % against float32 (unfused: 2.5 %)
-        net.fuse_batchnorm()
     return net.to(device).use_channels_last()
 
 
