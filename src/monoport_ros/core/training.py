@@ -395,12 +395,11 @@ def depth_negatives(sample: dict[str, np.ndarray], n: int, rng: np.random.Genera
     y = 1 - 2 * (vs[pick] + rng.random(2 * n)) / size
     cell = cell_of(np.stack([x, y], axis=1))
     z = rng.uniform(-1, 1, 2 * n)
-    close = (rng.random(2 * n) < near) & np.isfinite(lo[cell])
-    beyond = DEPTH_MARGIN + 1e-3 + np.abs(rng.normal(0.0, DEPTH_NEAR_STD, 2 * n))
-    behind = rng.random(2 * n) < 0.5
-    z_near = np.where(behind, lo[np.where(close, cell, 0)] - beyond,
-                      hi[np.where(close, cell, 0)] + beyond)
-    z = np.where(close, z_near, z)
+    if near > 0:        # (no extra draws otherwise: older configs replay the same points)
+        close = (rng.random(2 * n) < near) & np.isfinite(lo[cell])
+        beyond = DEPTH_MARGIN + 1e-3 + np.abs(rng.normal(0.0, DEPTH_NEAR_STD, 2 * n))
+        behind = rng.random(2 * n) < 0.5
+        z = np.where(close, np.where(behind, lo[cell] - beyond, hi[cell] + beyond), z)
     far = np.isfinite(lo[cell]) & ((z < lo[cell] - DEPTH_MARGIN) | (z > hi[cell] + DEPTH_MARGIN))
     far &= np.abs(z) <= 1.0
     pts = np.stack([x, y, z], axis=1)
