@@ -480,6 +480,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         idle_frames = _counter_delta(diag_a, bench.last_diag(), COUNTERS)
         row['idle'] = {'duration_s': round(idle_elapsed, 1),
                        'output_subscribers': bench.output_subscribers(),
+                       # 0: the node unsubscribes from images while no output is wanted
+                       'image_subscribers': bench.pub.get_subscription_count(),
                        'input_hz': round((len(bench.sent_stamps) - n_sent) / idle_elapsed, 2),
                        'node_cpu_percent': idle_cpu,
                        'rss_mb': round(_rss_mb(ps), 1),

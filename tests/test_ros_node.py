@@ -418,6 +418,8 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
     try:
         probe.wait_for_node(proc)
         info_pub = probe.node.create_publisher(CameraInfo, '/camera_info', 10)
+        # else the first frame can arrive before any camera_info and use the default camera
+        probe.spin_until(lambda: info_pub.get_subscription_count() > 0, 30.0, 'camera_info')
         for i in itertools.count():
             assert i < 40, 'no output with the default image QoS'
             header = Header(stamp=Time(sec=7000 + i), frame_id='cam')

@@ -169,8 +169,9 @@ def test_bad_start_up_parameters_raise_value_error(ctx, overrides, reason):
 
 
 def test_qos_reliable_outputs_by_default_and_overridable(ctx):
+    wanted = Parameter('output_dir', value='/tmp/unused')        # so that images are subscribed
     node = _node(ctx, [Parameter('qos_overrides./monoport_node/points.publisher.reliability',
-                                 value='best_effort')])
+                                 value='best_effort'), wanted])
     try:
         assert node.pub_points.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         for pub in (node.pub_marker, node.pub_mesh, node.pub_mask, node.pub_views['front']):
@@ -180,11 +181,53 @@ def test_qos_reliable_outputs_by_default_and_overridable(ctx):
         node.close()
         node.destroy_node()
     node = _node(ctx, [Parameter('output_reliability', value='best_effort'),
-                       Parameter('image_reliability', value='reliable')])
+                       Parameter('image_reliability', value='reliable'), wanted])
     try:
         assert node.pub_marker.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         assert node.sub_image.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_images_subscribed_only_while_an_output_is_wanted(ctx):
+    node = _node(ctx, [Parameter('image_reliability', value='reliable'),
+                       Parameter('qos_overrides./image.subscription.depth', value=3)])
+    listener = rclpy.create_node('listener', context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(listener)
+
+    def spin_until(pred, what):
+        end = time.monotonic() + 10.0
+        while not pred():
+            assert time.monotonic() < end, f'timed out waiting for {what}'
+            ex.spin_once(timeout_sec=0.05)
+
+    def image_subscribers():
+        return listener.count_subscribers('/image')
+
+    try:
+        assert node.sub_image is None                 # nobody listens: no image subscription
+        spin_until(lambda: image_subscribers() == 0, 'no image subscriber')
+        sub = listener.create_subscription(PointCloud2, '/monoport_node/points',
+                                           lambda _m: None, 10)
+        spin_until(lambda: node.sub_image is not None, 'the image subscription')
+        assert node.sub_image.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert node.sub_image.qos_profile.depth == 3  # re-created with its QoS overrides
+        spin_until(lambda: image_subscribers() == 1, 'the image subscription over DDS')
+        listener.destroy_subscription(sub)
+        spin_until(lambda: node.sub_image is None, 'the unsubscription')
+        spin_until(lambda: image_subscribers() == 0, 'no image subscriber')
+        node.set_parameters([Parameter('output_dir', value='/tmp/unused')])
+        assert node.sub_image is not None             # writing files is an output too
+        assert node.diagnostics().status[0].message == 'waiting for images'
+        node.set_parameters([Parameter('output_dir', value='')])
+        assert node.sub_image is None
+        assert node.diagnostics().status[0].message == 'idle: no output subscribers'
+    finally:
+        ex.shutdown()
+        listener.destroy_node()
         node.close()
         node.destroy_node()
 

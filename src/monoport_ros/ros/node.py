@@ -23,9 +23,10 @@ tall as the segmented one. Outputs are RELIABLE by default (``output_reliability
 QoS can also be overridden with the standard ``qos_overrides.<topic>.publisher.*`` parameters.
 
 The engine runs in the two worker threads of :class:`TwoDevicePipeline` (newest frame wins), so the
-executor never waits for it; work for outputs without subscribers is skipped. Parameters are those
-of :class:`MonoPortConfig`, validated at start-up (a bad value or model file ends the node with one
-error line and exit code 2) and on every change (rejected with the reason).
+executor never waits for it; work for outputs without subscribers is skipped, and while no output
+is wanted at all (no subscriber, no ``output_dir``) the node does not subscribe to ``image``.
+Parameters are those of :class:`MonoPortConfig`, validated at start-up (a bad value or model file
+ends the node with one error line and exit code 2) and on every change (rejected with the reason).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -149,21 +151,21 @@ class MonoPortNode(Node):
         self._ensure_view_publishers(self.config.render_views)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
-        in_qos = QoSProfile(history=qos_profile_sensor_data.history,
-                            depth=qos_profile_sensor_data.depth,
-                            reliability=_reliability(self.config.image_reliability))
-        self.sub_image = self.create_subscription(
-            Image, 'image', self._on_image, in_qos,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self._in_qos = QoSProfile(history=qos_profile_sensor_data.history,
+                                  depth=qos_profile_sensor_data.depth,
+                                  reliability=_reliability(self.config.image_reliability))
+        self.image_topic = self.resolve_topic_name('image')
+        self.sub_image: Any = None
+        self._update_image_subscription()
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                                 in_qos)
-        self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+                                                 self._in_qos)
+        self.diag_timer = self.create_timer(1.0, self._on_timer)
         rec = getattr(self.pipeline, 'reconstructor', None)
         devices = (getattr(rec, 'geometry_device', self.config.geometry_device),
                    getattr(rec, 'color_device', self.config.color_device))
         self.devices = tuple(str(d) for d in devices)
         self.get_logger().info(
-            f'ready: image topic {self.sub_image.topic_name}, '
+            f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
             f'octree_depth {self.config.octree_depth}, devices geometry={self.devices[0]} '
             f'color={self.devices[1]}, views {self.config.render_views}')
@@ -176,7 +178,28 @@ class MonoPortNode(Node):
                          reliability=_reliability(self.config.output_reliability))
         return self.create_publisher(
             msg_type, topic, qos,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            event_callbacks=PublisherEventCallbacks(
+                matched=lambda _info: self._update_image_subscription()))
+
+    def _update_image_subscription(self) -> None:
+        """
+        Subscribe to images only while some output is wanted (a subscriber or output_dir).
+
+        Like image_proc's lazy subscriptions: with nobody listening, no image is even received
+        or deserialized, so an idle node costs next to no CPU. Called when an output gains or
+        loses a subscriber, when parameters change and once a second.
+        """
+        wanted = bool(self._wanted_outputs())
+        if wanted and self.sub_image is None:
+            self.sub_image = self.create_subscription(
+                Image, 'image', self._on_image, self._in_qos,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            self.get_logger().info(f'outputs wanted: subscribed to {self.image_topic}')
+        elif not wanted and self.sub_image is not None:
+            sub, self.sub_image = self.sub_image, None
+            self.destroy_subscription(sub)
+            self.get_logger().info(f'no output subscribers: unsubscribed from {self.image_topic}')
 
     def _ensure_view_publishers(self, views: list[str]) -> None:
         for view in views:
@@ -203,6 +226,7 @@ class MonoPortNode(Node):
             return
         self._ensure_view_publishers(config.render_views)
         self.config = config
+        self._update_image_subscription()         # output_dir or render_views may have changed
         self.get_logger().info('parameters changed: ' + ', '.join(
             f'{p.name}={p.value!r}' for p in parameters))
 
@@ -367,6 +391,10 @@ class MonoPortNode(Node):
         counters.update({f'pipeline_{k}': v for k, v in pipe.items()})
         return counters
 
+    def _on_timer(self) -> None:
+        self._update_image_subscription()         # a safety net for missed matched events
+        self._publish_diagnostics()
+
     def _publish_diagnostics(self) -> None:
         try:
             self.pub_diag.publish(self.diagnostics())
@@ -392,6 +420,8 @@ class MonoPortNode(Node):
             status.level, status.message = DiagnosticStatus.ERROR, 'reconstruction failing'
         elif delta.get('failed', 0) or delta.get('invalid', 0):
             status.level, status.message = DiagnosticStatus.WARN, 'frames dropped'
+        elif self.sub_image is None:
+            status.level, status.message = DiagnosticStatus.OK, 'idle: no output subscribers'
         elif not stats.get('received', 0):
             status.level, status.message = DiagnosticStatus.OK, 'waiting for images'
         else:
