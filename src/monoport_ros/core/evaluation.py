@@ -555,6 +555,7 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         'data_dir': str(data_dir),
         'checkpoint': getattr(config, 'checkpoint', '') or 'shipped default',
         'resolution': getattr(config, 'resolution', None),
+        'threshold': getattr(config, 'threshold', None),
         'n_cases': len(results),
         'n_failed': len(results) - len(ok),
         'failure_penalty': FAILURE_PENALTY,
@@ -601,7 +602,7 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
         '# Evaluation report', '',
         f"Data: `{summary['data_dir']}` ({summary['n_cases']} cases, "
         f"{summary['n_failed']} failed); checkpoint: {summary['checkpoint']}; "
-        f"resolution: {summary['resolution']}.", '',
+        f"resolution: {summary['resolution']}; threshold: {summary.get('threshold')}.", '',
         'All metrics in the camera frame after the best z shift of the reconstruction. Chamfer: '
         'mean of the recon->gt (P2S) and gt->recon mean point-to-surface distances (PIFu). '
         'Normal consistency: mean signed cosine between a sampled point\'s normal and the '
@@ -638,6 +639,8 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
+    from .config import MonoPortConfig
+
     p = subparsers.add_parser(
         'evaluate', help='score reconstructions of an evaluation set',
         description='Reconstruct every case of DATA_DIR (image.png, camera.json, gt.ply) and '
@@ -647,6 +650,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--resolution', type=int, default=256, help='grid resolution (power of two)')
     p.add_argument('--precision', default='float32',
                    help='network arithmetic: float32 (default), bfloat16, float16, auto')
+    p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
+                   help='occupancy iso-level (default: %(default)s)')
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)
@@ -657,7 +662,8 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
 
     config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
                             octree_depth=octree_depth_for(args.resolution),
-                            precision=args.precision, render_views=['front', 'side'])
+                            precision=args.precision, threshold=args.threshold,
+                            render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,
                        verbose=True)
