@@ -232,6 +232,11 @@ def test_images_subscribed_only_while_an_output_is_wanted(ctx):
         node.destroy_node()
 
 
+def test_bad_image_qos_override_fails_at_start_up_though_nothing_subscribes(ctx):
+    with pytest.raises(RuntimeError, match='QoS override'):
+        _node(ctx, [Parameter('qos_overrides./image.subscription.reliability', value='bogus')])
+
+
 def test_untyped_empty_list_override_means_no_views(ctx):
     # `render_views: []` in a params file arrives without a type
     node = _node(ctx, [Parameter('render_views')])

@@ -155,7 +155,8 @@ class MonoPortNode(Node):
                                   depth=qos_profile_sensor_data.depth,
                                   reliability=_reliability(self.config.image_reliability))
         self.image_topic = self.resolve_topic_name('image')
-        self.sub_image: Any = None
+        # created once here so that bad qos_overrides for it fail at start-up, not later
+        self.sub_image: Any = self._create_image_subscription()
         self._update_image_subscription()
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
@@ -190,16 +191,25 @@ class MonoPortNode(Node):
         or deserialized, so an idle node costs next to no CPU. Called when an output gains or
         loses a subscriber, when parameters change and once a second.
         """
-        wanted = bool(self._wanted_outputs())
-        if wanted and self.sub_image is None:
-            self.sub_image = self.create_subscription(
-                Image, 'image', self._on_image, self._in_qos,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies())
-            self.get_logger().info(f'outputs wanted: subscribed to {self.image_topic}')
-        elif not wanted and self.sub_image is not None:
-            sub, self.sub_image = self.sub_image, None
-            self.destroy_subscription(sub)
-            self.get_logger().info(f'no output subscribers: unsubscribed from {self.image_topic}')
+        try:
+            wanted = bool(self._wanted_outputs())
+            if wanted and self.sub_image is None:
+                self.sub_image = self._create_image_subscription()
+                self.get_logger().info(f'outputs wanted: subscribed to {self.image_topic}')
+            elif not wanted and self.sub_image is not None:
+                sub, self.sub_image = self.sub_image, None
+                self.destroy_subscription(sub)
+                self.get_logger().info(
+                    f'no output subscribers: unsubscribed from {self.image_topic}')
+        except Exception as exc:    # noqa: BLE001 - a callback must never take the node down
+            self._count('subscription_errors')
+            self.get_logger().error(f'image subscription update failed: {exc}',
+                                    throttle_duration_sec=5.0)
+
+    def _create_image_subscription(self) -> Any:
+        return self.create_subscription(
+            Image, 'image', self._on_image, self._in_qos,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
 
     def _ensure_view_publishers(self, views: list[str]) -> None:
         for view in views:
