@@ -160,7 +160,7 @@ class MonoPortNode(Node):
         self._update_image_subscription()
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
-        self.diag_timer = self.create_timer(1.0, self._on_timer)
+        self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         rec = getattr(self.pipeline, 'reconstructor', None)
         devices = (getattr(rec, 'geometry_device', self.config.geometry_device),
                    getattr(rec, 'color_device', self.config.color_device))
@@ -189,7 +189,7 @@ class MonoPortNode(Node):
 
         Like image_proc's lazy subscriptions: with nobody listening, no image is even received
         or deserialized, so an idle node costs next to no CPU. Called when an output gains or
-        loses a subscriber, when parameters change and once a second.
+        loses a subscriber (publisher matched events) and when parameters change.
         """
         try:
             wanted = bool(self._wanted_outputs())
@@ -400,10 +400,6 @@ class MonoPortNode(Node):
         pipe = dict(self.pipeline.stats) if self.pipeline is not None else {}
         counters.update({f'pipeline_{k}': v for k, v in pipe.items()})
         return counters
-
-    def _on_timer(self) -> None:
-        self._update_image_subscription()         # a safety net for missed matched events
-        self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:
         try:
