@@ -446,6 +446,7 @@ class MonoPortNode(Node):
             'no_person': stats.get('no_person', 0),
             'skipped_no_subscribers': stats.get('skipped_no_subscribers', 0),
             'bad_camera_info': stats.get('bad_camera_info', 0),
+            'subscription_errors': stats.get('subscription_errors', 0),
             'geometry_device': self.devices[0],
             'color_device': self.devices[1],
             'resolution': self.config.resolution,
