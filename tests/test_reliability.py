@@ -29,6 +29,8 @@ from test_ros_params import _image, _node
 import torch
 from visualization_msgs.msg import Marker
 
+from ros_isolation import NODE
+
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
@@ -297,7 +299,7 @@ def test_frame_contents_give_correct_results(ctx, tiny_net):
     got: dict[str, list] = {'points': [], 'mesh_marker': [], 'mask': []}
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     for topic, typ in (('points', PointCloud2), ('mesh_marker', Marker), ('mask', Image)):
-        probe.create_subscription(typ, f'/monoport_node/{topic}', got[topic].append, qos)
+        probe.create_subscription(typ, f'{NODE}/{topic}', got[topic].append, qos)
     try:
         end = time.monotonic() + 20
         while not all(p.get_subscription_count() for p in

@@ -25,7 +25,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 import test_ros_node
 from test_ros_node import (_assert_inside_placed_cube, _domain, _env, _exe, _frame_outputs,
-                           _person_image, _stamp, _stop, OUTPUTS, Probe)
+                           _person_image, _ros_args, _stamp, _stop, NODE, OUTPUTS, Probe)
 import torch
 import yaml
 
@@ -41,7 +41,7 @@ MAX_PIXELS = 200_000
 def _params(assets: Path, path: Path, **changes) -> Path:
     """Write a params file: the test_ros_node parameters with ``changes``."""
     data = yaml.safe_load((assets / 'params.yaml').read_text())
-    data['monoport_node']['ros__parameters'].update(changes)
+    data[NODE]['ros__parameters'].update(changes)
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -51,7 +51,7 @@ def _start(params: Path, domain: int, address_space_gib: float = 0.0) -> subproc
         if address_space_gib:
             size = int(address_space_gib * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
-    return subprocess.Popen(_exe('monoport_node') + ['--ros-args', '--params-file', str(params)],
+    return subprocess.Popen(_exe('monoport_node') + _ros_args('--params-file', str(params)),
                             env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=limit)
 
@@ -93,7 +93,7 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
     err = ''
     try:
         probe.wait_for_node(proc)
-        info = probe.node.create_publisher(CameraInfo, '/camera_info', 10)
+        info = probe.node.create_publisher(CameraInfo, 'camera_info', 10)
         nan_k = [np.nan, 0.0, 160.0, 0.0, 320.0, 120.0, 0.0, 0.0, 1.0]
         for i in range(3):                  # NaN focal length: ignored, the default camera used
             info.publish(CameraInfo(header=Header(frame_id='cam'), width=320, height=240,
@@ -213,7 +213,7 @@ def test_bad_model_files_and_settings_stop_the_node_at_start_up(assets, tmp_path
 
 
 def _set(probe: Probe, *params: Parameter) -> list:
-    client = probe.node.create_client(SetParameters, '/monoport_node/set_parameters')
+    client = probe.node.create_client(SetParameters, f'{NODE}/set_parameters')
     assert client.wait_for_service(timeout_sec=30)
     future = client.call_async(SetParameters.Request(
         parameters=[p.to_parameter_msg() for p in params]))
@@ -256,7 +256,7 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_going(assets, tmp_path
         probe.close()
         rc, _, err = _stop(proc, signal.SIGINT)
     assert rc == 0 and 'Traceback' not in err, err[-3000:]
-    failed = [ln for ln in err.splitlines() if '[monoport_node]: reconstruction failed' in ln]
+    failed = [ln for ln in err.splitlines() if 'monoport_node]: reconstruction failed' in ln]
     assert failed and 'allocate' in failed[0], err[-3000:]
     assert len(failed) < 3, failed                          # throttled
 

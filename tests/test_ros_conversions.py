@@ -20,6 +20,8 @@ from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
+from ros_isolation import domain, ros_args
+
 from monoport_ros.core.preprocess import crop_person, largest_component
 from monoport_ros.ros import conversions as conv
 
@@ -287,7 +289,7 @@ def test_50k_triangle_marker_builds_and_publishes_well_under_100ms():
     f = rng.integers(0, 25000, (50000, 3)).astype(np.int32)
     c = rng.random((25000, 3)).astype(np.float32)
     ctx = Context()
-    rclpy.init(context=ctx, domain_id=100 + __import__('os').getpid() % 100)
+    rclpy.init(context=ctx, domain_id=domain(), args=ros_args())
     try:
         node = rclpy.create_node('marker_speed', context=ctx)
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)

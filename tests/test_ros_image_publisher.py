@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import time
 
 import cv2
@@ -14,6 +13,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+
+from ros_isolation import domain, ros_args
 
 from monoport_ros.ros import conversions as conv
 from monoport_ros.ros import image_publisher as ip
@@ -90,7 +91,7 @@ def test_publishes_images_and_camera_info_then_stops(tmp_path):
     args = ip.build_parser().parse_args([str(tmp_path / 'imgs'), '--count', '4', '--encoding',
                                          'bgr8', '--frame-id', 'optical', '--rate', '50'])
     ctx = Context()
-    rclpy.init(context=ctx, domain_id=120 + os.getpid() % 100)
+    rclpy.init(context=ctx, domain_id=domain(), args=ros_args())
     try:
         node = ip.ImagePublisher(args, context=ctx)
         probe = rclpy.create_node('probe', context=ctx)

@@ -1,9 +1,10 @@
 """
 monoport_node over real DDS: the node and the image source run as separate processes.
 
-Each test uses its own ROS_DOMAIN_ID (derived from the pid) and localhost-only discovery. The node
-runs a small random-weights model (segmentation off, pre-masked synthetic images) so that it is
-fast on a CPU; what is checked is the ROS interface, not the quality of the reconstruction.
+Each test uses its own ROS_DOMAIN_ID, localhost-only discovery and this run's namespace (see
+ros_isolation). The node runs a small random-weights model (segmentation off, pre-masked synthetic
+images) so that it is fast on a CPU; what is checked is the ROS interface, not the quality of the
+reconstruction.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 import yaml
 
+from ros_isolation import domain as _domain, NODE, NS, ros_args as _ros_args
+
 from monoport_ros.core.camera import PersonCrop
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.preprocess import CROP_FILL, largest_component
@@ -41,16 +44,10 @@ from monoport_ros.ros import conversions as conv
 from monoport_ros.ros.recorder import McapSink, record_topics
 
 BIN = Path(sys.executable).parent
-NODE = '/monoport_node'
 RENDER_SIZE = 64
 VIEWS = ['front', 'side']
 OUTPUTS = {'points': PointCloud2, 'mesh_marker': Marker, 'mesh': Mesh, 'mask': Image,
            **{f'render/{v}': Image for v in VIEWS}}
-_domains = itertools.count()
-
-
-def _domain() -> int:
-    return 1 + (os.getpid() * 3 + 17 * next(_domains)) % 200
 
 
 def _env(domain: int) -> dict:
@@ -91,7 +88,7 @@ def assets(tmp_path_factory):
               'render_views': VIEWS, 'mesh_max_triangles': 3000,
               'image_reliability': 'reliable',
               'geometry_device': 'cuda:7'}      # not on this machine: falls back to cpu
-    (d / 'params.yaml').write_text(yaml.safe_dump({'monoport_node': {'ros__parameters': params}}))
+    (d / 'params.yaml').write_text(yaml.safe_dump({NODE: {'ros__parameters': params}}))
     (d / 'images').mkdir()
     for i in range(3):
         cv2.imwrite(str(d / 'images' / f'p{i}.png'), _person_image(8 * i)[:, :, ::-1])
@@ -99,8 +96,8 @@ def assets(tmp_path_factory):
 
 
 def _start_node(params_file: Path, domain: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(_exe('monoport_node') + ['--ros-args', '--params-file',
-                                                     str(params_file), *extra],
+    return subprocess.Popen(_exe('monoport_node') + _ros_args('--params-file', str(params_file),
+                                                              *extra),
                             env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -111,7 +108,7 @@ class Probe:
     def __init__(self, domain: int, mcap_path: Path | None = None) -> None:
         self.ctx = Context()
         rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', context=self.ctx)
+        self.node = rclpy.create_node('probe', namespace=NS, context=self.ctx)
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
         self.got: dict[str, list] = {k: [] for k in [*OUTPUTS, 'image', 'diagnostics']}
@@ -120,15 +117,18 @@ class Probe:
             self.node.create_subscription(typ, f'{NODE}/{topic}',
                                           lambda m, t=topic: self.got[t].append(m), qos)
             for topic, typ in OUTPUTS.items()]
-        self.node.create_subscription(Image, '/image', self.got['image'].append, qos)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics',
-                                      self.got['diagnostics'].append, qos)
-        self.pub = self.node.create_publisher(Image, '/image', qos)
+        self.node.create_subscription(Image, 'image', self.got['image'].append, qos)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, qos)
+        self.pub = self.node.create_publisher(Image, 'image', qos)
         self.sink = None
         if mcap_path is not None:
             self.sink = McapSink(mcap_path)
             self.output_subs += record_topics(self.node, self.sink,
                                               {f'{NODE}/{t}': typ for t, typ in OUTPUTS.items()})
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        if msg.status and msg.status[0].name.startswith(f'{NODE}:'):   # this run's node only
+            self.got['diagnostics'].append(msg)
 
     def spin_until(self, pred, timeout: float, what: str = '') -> None:
         end = time.monotonic() + timeout
@@ -223,7 +223,8 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
     pub = subprocess.Popen(_exe('image_publisher') + [
         str(assets / 'images'), '--rate', '2', '--count', '3', '--once',
         '--frame-id', 'test_optical', '--wait-for-subscribers', '30',
-        '--min-subscribers', '2'],      # the node and this probe: neither misses a frame
+        '--min-subscribers', '2',       # the node and this probe: neither misses a frame
+        *_ros_args()],
         env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def complete():
@@ -410,14 +411,14 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
     """Default (best-effort) image QoS receives a reliable publisher; SIGTERM exits 0."""
     domain = _domain()
     params = yaml.safe_load((assets / 'params.yaml').read_text())
-    params['monoport_node']['ros__parameters'].pop('image_reliability')
-    params['monoport_node']['ros__parameters'].pop('geometry_device')
+    params[NODE]['ros__parameters'].pop('image_reliability')
+    params[NODE]['ros__parameters'].pop('geometry_device')
     (assets / 'default_qos.yaml').write_text(yaml.safe_dump(params))
     proc = _start_node(assets / 'default_qos.yaml', domain)
     probe = Probe(domain)
     try:
         probe.wait_for_node(proc)
-        info_pub = probe.node.create_publisher(CameraInfo, '/camera_info', 10)
+        info_pub = probe.node.create_publisher(CameraInfo, 'camera_info', 10)
         # else the first frame can arrive before any camera_info and use the default camera
         probe.spin_until(lambda: info_pub.get_subscription_count() > 0, 30.0, 'camera_info')
         for i in itertools.count():
@@ -447,7 +448,7 @@ def test_bad_model_file_one_error_line_and_nonzero_exit(tmp_path, content):
     if content is not None:
         model.write_bytes(content)
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(
-        {'monoport_node': {'ros__parameters': {'checkpoint': str(model)}}}))
+        {NODE: {'ros__parameters': {'checkpoint': str(model)}}}))
     proc = _start_node(tmp_path / 'p.yaml', _domain())
     try:
         _, err = proc.communicate(timeout=90)
@@ -467,7 +468,7 @@ def test_bad_model_file_one_error_line_and_nonzero_exit(tmp_path, content):
 ])
 def test_bad_settings_refused_at_start_up(tmp_path, params, reason):
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(
-        {'monoport_node': {'ros__parameters': params}}))
+        {NODE: {'ros__parameters': params}}))
     proc = _start_node(tmp_path / 'p.yaml', _domain())
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 2 and 'Traceback' not in err, err
@@ -512,9 +513,9 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
     domain = _domain()
     out = tmp_path / 'rec.mcap'
     probe = Probe(domain)
-    pub = probe.node.create_publisher(Image, '/rec_test', 10)
+    pub = probe.node.create_publisher(Image, f'{NS}/rec_test', 10)
     proc = subprocess.Popen([sys.executable, '-m', 'monoport_ros.ros.recorder', str(out),
-                             '/rec_test', '--duration', '4'], env=_env(domain),
+                             f'{NS}/rec_test', '--duration', '4'], env=_env(domain),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 60
@@ -534,7 +535,7 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         msgs = [(s.name, c.topic, m) for s, c, _, m in reader.iter_decoded_messages()]
     assert [(name, topic) for name, topic, _ in msgs] == \
-        [('sensor_msgs/msg/Image', '/rec_test')] * 3
+        [('sensor_msgs/msg/Image', f'{NS}/rec_test')] * 3
     assert [m.header.stamp.sec for _, _, m in msgs] == [1, 2, 3]
     first = conv.rgb_to_image(_person_image(0), 'rgb8')
     assert bytes(msgs[0][2].data) == bytes(first.data) and msgs[0][2].width == 320

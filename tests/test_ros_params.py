@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 import time
 
@@ -20,6 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 import yaml
+
+from ros_isolation import domain, NODE, NS, ros_args
 
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
 from monoport_ros.core.config import MonoPortConfig
@@ -54,7 +55,7 @@ class FakePipeline:
 @pytest.fixture
 def ctx():
     context = Context()
-    rclpy.init(context=context, domain_id=110 + os.getpid() % 100)
+    rclpy.init(context=context, domain_id=domain(), args=ros_args())   # nodes go into NS
     yield context
     rclpy.shutdown(context=context)
 
@@ -149,10 +150,10 @@ def test_node_declares_and_rejects_invalid_changes_with_reason(ctx):
             .successful
         assert node.pipeline.updates[-1].render_views == ['front', 'yaw45']
         topics = {name for name, _ in node.get_publisher_names_and_types_by_node(
-            'monoport_node', '/')}
-        assert '/monoport_node/render/yaw45' in topics
-        assert {'/monoport_node/points', '/monoport_node/mesh_marker', '/monoport_node/mesh',
-                '/monoport_node/mask', '/monoport_node/render/front', '/diagnostics'} <= topics
+            'monoport_node', NS)}
+        assert f'{NODE}/render/yaw45' in topics
+        assert {f'{NODE}/{t}' for t in ('points', 'mesh_marker', 'mesh', 'mask', 'render/front')} \
+            | {'/diagnostics'} <= topics
     finally:
         node.close()
         node.destroy_node()
@@ -170,7 +171,7 @@ def test_bad_start_up_parameters_raise_value_error(ctx, overrides, reason):
 
 def test_qos_reliable_outputs_by_default_and_overridable(ctx):
     wanted = Parameter('output_dir', value='/tmp/unused')        # so that images are subscribed
-    node = _node(ctx, [Parameter('qos_overrides./monoport_node/points.publisher.reliability',
+    node = _node(ctx, [Parameter(f'qos_overrides.{NODE}/points.publisher.reliability',
                                  value='best_effort'), wanted])
     try:
         assert node.pub_points.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
@@ -192,7 +193,7 @@ def test_qos_reliable_outputs_by_default_and_overridable(ctx):
 
 def test_images_subscribed_only_while_an_output_is_wanted(ctx):
     node = _node(ctx, [Parameter('image_reliability', value='reliable'),
-                       Parameter('qos_overrides./image.subscription.depth', value=3)])
+                       Parameter(f'qos_overrides.{NS}/image.subscription.depth', value=3)])
     listener = rclpy.create_node('listener', context=ctx)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
@@ -205,12 +206,12 @@ def test_images_subscribed_only_while_an_output_is_wanted(ctx):
             ex.spin_once(timeout_sec=0.05)
 
     def image_subscribers():
-        return listener.count_subscribers('/image')
+        return listener.count_subscribers(f'{NS}/image')
 
     try:
         assert node.sub_image is None                 # nobody listens: no image subscription
         spin_until(lambda: image_subscribers() == 0, 'no image subscriber')
-        sub = listener.create_subscription(PointCloud2, '/monoport_node/points',
+        sub = listener.create_subscription(PointCloud2, f'{NODE}/points',
                                            lambda _m: None, 10)
         spin_until(lambda: node.sub_image is not None, 'the image subscription')
         assert node.sub_image.qos_profile.reliability == ReliabilityPolicy.RELIABLE
@@ -234,7 +235,8 @@ def test_images_subscribed_only_while_an_output_is_wanted(ctx):
 
 def test_bad_image_qos_override_fails_at_start_up_though_nothing_subscribes(ctx):
     with pytest.raises(RuntimeError, match='QoS override'):
-        _node(ctx, [Parameter('qos_overrides./image.subscription.reliability', value='bogus')])
+        _node(ctx, [Parameter(f'qos_overrides.{NS}/image.subscription.reliability',
+                              value='bogus')])
 
 
 def test_untyped_empty_list_override_means_no_views(ctx):
@@ -343,7 +345,7 @@ def test_results_are_published_placed_and_written(ctx, tmp_path):
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     for topic, typ in (('points', PointCloud2), ('mesh_marker', Marker), ('mask', Image),
                        ('render/front', Image)):
-        probe.create_subscription(typ, f'/monoport_node/{topic}',
+        probe.create_subscription(typ, f'{NODE}/{topic}',
                                   lambda m, t=topic: got.setdefault(t, []).append(m), qos)
     node.diag_timer.cancel()          # diagnostics() below then covers the whole test
     try:

@@ -420,7 +420,7 @@ class MonoPortNode(Node):
             self._latencies.clear()
             timings = dict(self._last_timings)
         status = DiagnosticStatus(
-            name=f'{self.get_name()}: reconstruction',
+            name=f'{self.get_fully_qualified_name()}: reconstruction',
             hardware_id=f'geometry={self.devices[0]} color={self.devices[1]}')
         if delta.get('failed', 0) and not delta.get('published', 0):
             status.level, status.message = DiagnosticStatus.ERROR, 'reconstruction failing'
