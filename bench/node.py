@@ -22,6 +22,7 @@ import argparse
 import functools
 import json
 import os
+import random
 import signal
 import struct
 import subprocess
@@ -190,7 +191,7 @@ class Bench:
 
     def _on_diag(self, msg: Any) -> None:
         for status in msg.status:
-            if status.name.startswith('monoport_node'):
+            if status.name.startswith(f'{NODE}:'):
                 self.diags.append((time.monotonic(), {kv.key: kv.value for kv in status.values}))
 
     def publish(self, i: int) -> None:
@@ -374,7 +375,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise SystemExit(f'--param expects name:=value, got {item!r}')
         params[name] = yaml.safe_load(value)
-    domain = args.domain or 1 + (os.getpid() * 7 + 101) % 200
+    views = list(params['render_views'] or [])     # as overridden: the bench waits for these
+    # at random, not from the pid: containers on one host often share pids (and domains)
+    domain = args.domain or random.randrange(1, 102)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     workdir = Path(tempfile.mkdtemp(prefix='node_bench_'))
     row: dict[str, Any] = {'resolution': args.resolution, 'octree_levels': levels,
@@ -426,6 +429,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row['load_avg'] = {'start': load0, 'end': _load_avg()}
         # no more images: wait until the node has accounted for every frame it received
         total = _drain(bench, len(bench.sent_stamps))
+        if not bench.diags:
+            raise SystemExit(f'no diagnostics from {NODE}: {log.read_text()[-3000:]}')
         row['mesh_unpaired'] = bench.pair_meshes()
         stamps = bench.sent_stamps[idx0:]
         window = (stamps[0], stamps[-1])
@@ -455,12 +460,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row.update(_stage_stats(bench.diags[n_diag0:]))
         times = np.array([t for t, _ in rss])
         mbs = np.array([m for _, m in rss])
-        slope = float(np.polyfit(times, mbs, 1)[0]) * 60 if len(rss) > 2 else float('nan')
+
+        def slope(sel: np.ndarray) -> float:     # MB/min, least squares
+            return round(float(np.polyfit(times[sel], mbs[sel], 1)[0]) * 60, 2) \
+                if sel.sum() > 2 else float('nan')
         row['rss_mb'] = {'ready': round(rss_ready, 1), 'start': round(mbs[0], 1),
                          'middle': round(mbs[len(mbs) // 2], 1), 'end': round(mbs[-1], 1),
                          'peak_sampled': round(float(mbs.max()), 1),
                          'peak_vm_hwm': round(_vm_hwm_mb(proc.pid) or float('nan'), 1),
-                         'slope_mb_per_min': round(slope, 2), 'samples': len(rss)}
+                         'slope_mb_per_min': slope(times >= 0),
+                         # growth that levels off (allocator warm-up) vs. a steady leak
+                         'slope_second_half_mb_per_min': slope(times >= times[-1] / 2),
+                         'each_minute': [round(float(mbs[np.argmin(np.abs(times - t))]), 1)
+                                         for t in np.arange(0.0, times[-1] + 1e-9, 60.0)],
+                         'samples': len(rss)}
 
         # phase 2: nobody subscribes to the outputs, images still arrive
         bench.drop_output_subscriptions()
@@ -541,7 +554,7 @@ def main() -> int:
     ap.add_argument('--color-device', default='cpu')
     ap.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
                     help='extra node parameter (YAML value), e.g. render_size:=128')
-    ap.add_argument('--domain', type=int, default=0, help='ROS_DOMAIN_ID (0 = from the pid)')
+    ap.add_argument('--domain', type=int, default=0, help='ROS_DOMAIN_ID (0 = random)')
     ap.add_argument('--compare-frames', type=int, default=0,
                     help='afterwards, frames of the ROS-free pipeline stream (0 = skip)')
     args = ap.parse_args()

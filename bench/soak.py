@@ -24,6 +24,7 @@ import glob
 import json
 import os
 from pathlib import Path
+import random
 import signal
 import struct
 import subprocess
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--sample-period', type=float, default=10.0, help='RSS sampling period (s)')
     p.add_argument('--warmup', type=float, default=60.0,
                    help='seconds before the memory baseline is taken (60)')
-    p.add_argument('--domain', type=int, default=100 + os.getpid() % 100)
+    p.add_argument('--domain', type=int, default=random.randrange(1, 102),
+                   help='ROS_DOMAIN_ID (default: random; containers often share pids)')
     return p
 
 
@@ -195,7 +197,7 @@ class Soak:
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith('monoport_node'):
+            if status.name.startswith(f'{NODE}:'):
                 self.diag = {kv.key: kv.value for kv in status.values}
                 self.diag['level'] = str(int.from_bytes(status.level, 'little')
                                          if isinstance(status.level, bytes) else status.level)
