@@ -465,12 +465,20 @@ def test_bad_model_file_one_error_line_and_nonzero_exit(tmp_path, content):
     ({'resolution': 100}, 'resolution=100 must be a power of two'),
     ({'geometry_device': 'cuda:7', 'device_fallback': False}, "device 'cuda:7' is not available"),
     ({'geometry_device': 'tpu'}, 'tpu'),
+    ({'qos_overrides': {f'{NS}/image': {'subscription': {'reliability': 'bogus'}}}},
+     'cannot subscribe to images: Unexpected QoS override for policy `reliability`: `bogus`'),
+    ({'qos_overrides': {f'{NODE}/points': {'publisher': {'reliability': 'forever'}}}},
+     'cannot publish ~/points: Unexpected QoS override for policy `reliability`: `forever`'),
 ])
 def test_bad_settings_refused_at_start_up(tmp_path, params, reason):
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(
         {NODE: {'ros__parameters': params}}))
     proc = _start_node(tmp_path / 'p.yaml', _domain())
-    _, err = proc.communicate(timeout=90)
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f'the node kept running with {params}: {proc.communicate()[1][-3000:]}')
     assert proc.returncode == 2 and 'Traceback' not in err, err
     lines = [ln for ln in err.splitlines() if 'cannot start' in ln]
     assert len(lines) == 1 and reason in lines[0], err

@@ -234,7 +234,7 @@ def test_images_subscribed_only_while_an_output_is_wanted(ctx):
 
 
 def test_bad_image_qos_override_fails_at_start_up_though_nothing_subscribes(ctx):
-    with pytest.raises(RuntimeError, match='QoS override'):
+    with pytest.raises(ValueError, match='QoS override'):
         _node(ctx, [Parameter(f'qos_overrides.{NS}/image.subscription.reliability',
                               value='bogus')])
 

@@ -177,11 +177,14 @@ class MonoPortNode(Node):
         # depth 10: with depth 2, 300 KB-1.5 MB meshes were lost under load (bench/node.py)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=_reliability(self.config.output_reliability))
-        return self.create_publisher(
-            msg_type, topic, qos,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-            event_callbacks=PublisherEventCallbacks(
-                matched=lambda _info: self._update_image_subscription()))
+        try:
+            return self.create_publisher(
+                msg_type, topic, qos,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+                event_callbacks=PublisherEventCallbacks(
+                    matched=lambda _info: self._update_image_subscription()))
+        except RuntimeError as exc:     # e.g. a bad qos_overrides.<topic>.publisher.* value
+            raise ValueError(f'cannot publish {topic}: {exc}') from exc
 
     def _update_image_subscription(self) -> None:
         """
@@ -207,9 +210,12 @@ class MonoPortNode(Node):
                                     throttle_duration_sec=5.0)
 
     def _create_image_subscription(self) -> Any:
-        return self.create_subscription(
-            Image, 'image', self._on_image, self._in_qos,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        try:
+            return self.create_subscription(
+                Image, 'image', self._on_image, self._in_qos,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        except RuntimeError as exc:     # e.g. a bad qos_overrides.<topic>.subscription.* value
+            raise ValueError(f'cannot subscribe to images: {exc}') from exc
 
     def _ensure_view_publishers(self, views: list[str]) -> None:
         for view in views:
