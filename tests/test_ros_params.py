@@ -239,6 +239,21 @@ def test_bad_image_qos_override_fails_at_start_up_though_nothing_subscribes(ctx)
                               value='bogus')])
 
 
+def test_bad_qos_override_for_a_view_added_at_run_time_is_logged_and_counted(ctx):
+    node = _node(ctx, [Parameter(f'qos_overrides.{NODE}/render/yaw45.publisher.reliability',
+                                 value='bogus')])
+    try:
+        result = node.set_parameters([Parameter('render_views', value=['front', 'yaw45'])])[0]
+        assert result.successful, result.reason
+        assert node.config.render_views == ['front', 'yaw45']
+        assert 'yaw45' not in node.pub_views and 'front' in node.pub_views
+        values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        assert values['publisher_errors'] == '1'
+    finally:
+        node.close()
+        node.destroy_node()
+
+
 def test_untyped_empty_list_override_means_no_views(ctx):
     # `render_views: []` in a params file arrives without a type
     node = _node(ctx, [Parameter('render_views')])

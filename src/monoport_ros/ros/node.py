@@ -240,7 +240,12 @@ class MonoPortNode(Node):
         except (ValueError, TypeError) as exc:      # cannot happen after _check_parameters
             self.get_logger().error(f'engine refused the new settings: {exc}')
             return
-        self._ensure_view_publishers(config.render_views)
+        for view in config.render_views:
+            try:
+                self._ensure_view_publishers([view])
+            except ValueError as exc:   # e.g. a bad qos_overrides for the new view's topic
+                self._count('publisher_errors')
+                self.get_logger().error(f'view {view!r} will not be published: {exc}')
         self.config = config
         self._update_image_subscription()         # output_dir or render_views may have changed
         self.get_logger().info('parameters changed: ' + ', '.join(
@@ -453,6 +458,7 @@ class MonoPortNode(Node):
             'skipped_no_subscribers': stats.get('skipped_no_subscribers', 0),
             'bad_camera_info': stats.get('bad_camera_info', 0),
             'subscription_errors': stats.get('subscription_errors', 0),
+            'publisher_errors': stats.get('publisher_errors', 0),
             'geometry_device': self.devices[0],
             'color_device': self.devices[1],
             'resolution': self.config.resolution,
