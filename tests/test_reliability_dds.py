@@ -24,10 +24,12 @@ from safetensors.torch import load_file, save_file
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 import test_ros_node
-from test_ros_node import (_assert_inside_placed_cube, _domain, _env, _exe, _frame_outputs,
-                           _person_image, _ros_args, _stamp, _stop, NODE, OUTPUTS, Probe)
+from test_ros_node import (_assert_inside_placed_cube, _env, _exe, _frame_outputs, _person_image,
+                           _stamp, _stop, OUTPUTS, Probe)
 import torch
 import yaml
+
+from ros_isolation import domain as _domain, NODE, ros_args as _ros_args
 
 from monoport_ros.core.checkpoint import FORMAT
 from monoport_ros.core.config import NetworkConfig
