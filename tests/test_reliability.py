@@ -525,5 +525,8 @@ def test_failing_stages_drop_only_their_frames_and_show_in_diagnostics(ctx, tiny
         values = {kv.key: kv.value for kv in diag.values}
         assert diag.level == diag.WARN and values['failed'] == '5'
         assert values['published'] == '1' and float(values['rate_hz']) > 0
+        # the node's own per-frame work is timed beside the engine's stages
+        assert float(values['time_publish_ms']) > 0 and float(values['time_image_in_ms']) > 0
+        assert float(values['time_encode_ms']) > 0
     finally:
         eng.close()

@@ -78,6 +78,7 @@ class FrameMeta:
     camera: PinholeCamera
     received: float                 # time.monotonic() at the image callback
     outputs: frozenset
+    image_in_ms: float = 0.0        # converting and checking the Image message
 
 
 def camera_from_info(msg: CameraInfo) -> PinholeCamera:
@@ -292,6 +293,7 @@ class MonoPortNode(Node):
         cfg = self.config
         self._count('received')
         now = time.monotonic()
+        t0 = time.perf_counter()
         if cfg.max_rate > 0 and now - self._last_accept < 1.0 / cfg.max_rate:
             self._count('rate_limited')
             return
@@ -317,7 +319,8 @@ class MonoPortNode(Node):
         header = Header(stamp=msg.header.stamp,
                         frame_id=cfg.frame_id or msg.header.frame_id or DEFAULT_FRAME)
         meta = FrameMeta(header, msg.header.frame_id, w, h,
-                         cam or PinholeCamera.default_for(w, h), now, outputs)
+                         cam or PinholeCamera.default_for(w, h), now, outputs,
+                         1e3 * (time.perf_counter() - t0))
         self._last_accept = now
         self.pipeline.submit(rgb, meta, outputs)
 
@@ -341,6 +344,7 @@ class MonoPortNode(Node):
     def _publish(self, meta: FrameMeta, rec: Any) -> None:
         cfg = self.config
         header = meta.header
+        t0 = time.perf_counter()
         if 'mask' in meta.outputs and rec.mask is not None and rec.mask.size:
             self.pub_mask.publish(conv.array_to_image(np.ascontiguousarray(rec.mask, bool),
                                                       'mono8', header))
@@ -353,10 +357,13 @@ class MonoPortNode(Node):
                 pub = self.pub_views.get(view)
                 if pub is not None and pub.get_subscription_count():
                     pub.publish(conv.rgb_to_image(image, 'rgb8', header))
+        # the node's own work, beside the engine's stages: Image -> array, results -> messages
+        timings = {**(getattr(rec, 'timings_ms', {}) or {}), 'image_in': meta.image_in_ms,
+                   'publish': 1e3 * (time.perf_counter() - t0)}
         with self._lock:
             self._counters['published'] += 1
             self._latencies.append(time.monotonic() - meta.received)
-            self._last_timings = dict(getattr(rec, 'timings_ms', {}) or {})
+            self._last_timings = timings
             self._seq += 1
             seq = self._seq
         if cfg.output_dir and rec.person:
