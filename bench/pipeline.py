@@ -166,7 +166,8 @@ def main() -> int:
         row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}')
         if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
-                                    'components': 'cpu', 'color': col, 'mesh': 'cpu',
+                                    'components': 'cpu', 'fill': 'cpu', 'color': col,
+                                    'mesh': 'cpu',
                                     'render': col}
         print(json.dumps(row) if args.json else row, flush=True)
     return 0

@@ -652,6 +652,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                    help='network arithmetic: float32 (default), bfloat16, float16, auto')
     p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
                    help='occupancy iso-level (default: %(default)s)')
+    p.add_argument('--no-fill-silhouette', action='store_true',
+                   help='leave mask pixels the network left empty empty (fill_silhouette off)')
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)
@@ -663,6 +665,7 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
     config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
                             octree_depth=octree_depth_for(args.resolution),
                             precision=args.precision, threshold=args.threshold,
+                            fill_silhouette=not args.no_fill_silhouette,
                             render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,

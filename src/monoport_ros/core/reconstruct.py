@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .camera import PersonCrop
+from .completion import fill_silhouette
 from .config import MonoPortConfig, view_yaw
 from .localization import (LocalizedVolume, Region, VolumeBuffers, keep_largest_component,
                            localize_surface)
@@ -144,6 +145,7 @@ class GeometryResult:
     volume: LocalizedVolume | None = None
     person_height_px: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    crop_mask: np.ndarray | None = None           # (S, S) person mask of the crop
 
 
 @dataclass
@@ -292,7 +294,7 @@ class Reconstructor:
         t3 = time.perf_counter()
         times.update(encode=(t2 - t1) * 1e3, localize=(t3 - t2) * 1e3)
         return GeometryResult(True, mask, crop, image, feats, volume, frame.person_height_px,
-                              times)
+                              times, crop_mask)
 
     @torch.inference_mode()
     def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
@@ -307,6 +309,10 @@ class Reconstructor:
         if cfg.largest_component:       # here, not in geometry(): it balances the stages
             keep_largest_component(geo.volume)
             rec.timings_ms['components'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+        if cfg.fill_silhouette and geo.crop_mask is not None:   # after: limbs attach to the body
+            fill_silhouette(geo.volume, geo.crop_mask)
+            rec.timings_ms['fill'] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
         dev = self.color_device
         feats = geo.features.to(dev, non_blocking=True)
