@@ -167,8 +167,7 @@ def main() -> int:
         if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
                                     'components': 'cpu', 'fill': 'cpu', 'color': col,
-                                    'mesh': 'cpu',
-                                    'render': col}
+                                    'mesh': 'cpu', 'render': col}
         print(json.dumps(row) if args.json else row, flush=True)
     return 0
 

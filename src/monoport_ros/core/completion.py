@@ -47,20 +47,24 @@ def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
     and count as queried, so meshing and rendering treat them like the network's own surface.
     """
     res, thr = volume.resolution, volume.threshold
-    box = volume.box
+    body = volume.inside_bounds()
+    if body is None:
+        return 0                        # no body to attach a limb to
+    # the mask's columns over the body's depth range (nothing is inside beyond it)
+    box = (volume.box[0], volume.box[1], body[2])
     xs, ys = box[0], box[1]
     want = mask_on_grid(crop_mask, res)[xs, ys]
     if not want.any():
         return 0
-    occ = volume.values[box] > thr                                # (X, Y, Z) over the box
-    has = occ.any(dim=2).numpy()
+    occ = (volume.values[box] > thr).view(torch.uint8)           # (X, Y, Z), no copy
+    first = occ.argmax(dim=2)                                      # 0 also where none is inside
+    has = occ.gather(2, first[..., None])[..., 0].numpy().astype(bool)
     missing = want & ~has
-    if not missing.any() or not has.any():
-        return 0                        # nothing to fill, or no body to attach a limb to
+    if not missing.any():
+        return 0
     n_z = occ.shape[2]
-    first = occ.to(torch.uint8).argmax(dim=2).numpy()
-    last = n_z - 1 - occ.flip(2).to(torch.uint8).argmax(dim=2).numpy()
-    mid = 0.5 * (first + last)
+    last = n_z - 1 - occ.flip(2).argmax(dim=2).numpy()
+    mid = 0.5 * (first.numpy() + last)
     # nearest column with geometry (its mid-depth is the centre) and the distance to the mask edge
     _, (nx, ny) = ndimage.distance_transform_edt(~has, return_indices=True)
     half_depth = ndimage.distance_transform_edt(want)
@@ -73,17 +77,29 @@ def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
     # a round profile: above the threshold where |z - centre| < radius, 0.25 per voxel around it
     inside = radius[:, None] - np.abs(z - centre[:, None])
     profile = np.clip(thr + 0.25 * inside, 0.0, 1.0).astype(np.float32)
-    keep = (z >= 0) & (z < n_z)
+    # never exactly the threshold: marching cubes would make degenerate triangles there and drop
+    # them (allow_degenerate=False), leaving holes
+    profile[profile == np.float32(thr)] -= np.float32(0.01)
+    z = z.astype(np.int64) + box[2].start                        # grid index (may leave the box)
+    keep = (z >= 0) & (z <= res)
     col = np.broadcast_to(np.arange(len(cx))[:, None], z.shape)[keep]
     ix = torch.from_numpy(cx[col] + xs.start)
     iy = torch.from_numpy(cy[col] + ys.start)
-    iz = torch.from_numpy(z[keep].astype(np.int64) + box[2].start)
+    iz = torch.from_numpy(z[keep])
     new = torch.from_numpy(profile[keep])
     volume.values[ix, iy, iz] = torch.maximum(volume.values[ix, iy, iz], new)
-    # Meshing skips cells with an unqueried corner (see core.meshing): trust the filled columns
-    # and their neighbours over the filled depth range, so the new surface closes on all sides.
-    near = torch.from_numpy(ndimage.binary_dilation(missing, np.ones((3, 3), bool)))
-    z0, z1 = int(z[keep].min()) - 1, int(z[keep].max()) + 2      # within the box
-    volume.queried[box][:, :, max(z0, 0):z1][near] = True
-    volume.values_changed()
+    # Meshing skips cells with an unqueried corner (see core.meshing): trust the filled voxels
+    # and their neighbours across x and y, so the new surface closes on all sides.
+    n = res + 1
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            volume.queried[(ix + dx).clamp_(0, n - 1), (iy + dy).clamp_(0, n - 1), iz] = True
+    # the inside box grows by the filled voxels (saves meshing a scan of the whole volume)
+    added = new > thr
+    grown = body
+    if bool(added.any()):
+        idx = torch.stack([ix[added], iy[added], iz[added]])
+        lo, hi = idx.min(dim=1).values.tolist(), idx.max(dim=1).values.tolist()
+        grown = tuple(slice(min(b.start, a), max(b.stop, c + 1)) for b, a, c in zip(body, lo, hi))
+    volume._know_inside_box(grown)
     return int(len(cx))
