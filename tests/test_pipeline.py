@@ -313,7 +313,8 @@ def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None
     net = load_model(DEFAULT_MODEL)
     sample = Path(__file__).resolve().parent.parent / 'src/monoport_ros/samples/person_000.png'
     image = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB)
-    base = dict(resolution=64, octree_depth=3, render_views=['front'])
+    # the network's arithmetic only: silhouette completion would magnify a column's flip
+    base = dict(resolution=64, octree_depth=3, render_views=['front'], fill_silhouette=False)
     ref = Reconstructor(MonoPortConfig(precision='float32', **base), net).reconstruct(image)
     fast_rec = Reconstructor(MonoPortConfig(precision='bfloat16', **base), net)
     assert net.compute_dtype == torch.float32 and fast_rec.geo_net is not net
@@ -324,7 +325,7 @@ def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None
     ref_occ = ref.views['front'].any(axis=2)
     agree = (fast.views['front'].any(axis=2) == ref_occ).mean()
     assert ref_occ.sum() > 2000 and agree > 0.98, agree
-    # the surfaces are a fraction of a voxel apart on average (measured: 0.3 voxel)
+    # the surfaces are a fraction of a voxel apart on average (measured: 0.63 voxel)
     apart = (cKDTree(ref.vertices).query(fast.vertices)[0].mean()
              + cKDTree(fast.vertices).query(ref.vertices)[0].mean()) / 2
     assert apart < 0.75 * 2 / 64
