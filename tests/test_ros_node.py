@@ -191,7 +191,7 @@ def running(assets, tmp_path_factory):
 
 
 def _assert_inside_placed_cube(pts: np.ndarray, mask: np.ndarray, focal: float,
-                               height_m: float) -> None:
+                               height_m: float, note: object = None) -> None:
     """Points lie in the model cube placed in the optical frame (x right, y down, z forward)."""
     rows = np.flatnonzero(mask.any(axis=1))
     crop = PersonCrop.from_mask(mask, CROP_FILL)
@@ -200,7 +200,8 @@ def _assert_inside_placed_cube(pts: np.ndarray, mask: np.ndarray, focal: float,
     centre = np.array([(crop.cx - 160) * m, (crop.cy - 120) * m, dist])
     half = crop.side / 2 * m
     assert 1.5 < dist < 8 and (pts[:, 2] > 0).all()
-    assert (np.abs(pts - centre) <= half * 1.01).all(), (centre, half, pts.min(0), pts.max(0))
+    assert (np.abs(pts - centre) <= half * 1.01).all(), (centre, half, pts.min(0), pts.max(0),
+                                                         note)
 
 
 def _stamp(msg) -> tuple[int, int]:
@@ -429,12 +430,16 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
             probe.spin_for(0.1)
             probe.pub.publish(conv.rgb_to_image(_person_image(), 'rgb8', header))
             probe.spin_for(0.9)
-            if probe.got['points']:
+            ours = [m for m in probe.got['points'] if 7000 <= m.header.stamp.sec <= 7000 + i]
+            if ours:
                 break
-        pts, _ = conv.cloud_to_arrays(probe.got['points'][-1])
+        cloud = ours[-1]
+        pts, _ = conv.cloud_to_arrays(cloud)
         # f = 640 px from camera_info: twice as far as with the default camera (f = 320)
         figure = largest_component(_person_image().max(axis=2) > 8)
-        _assert_inside_placed_cube(pts, figure, 640.0, 1.7)
+        others = [(m.header.stamp.sec, m.header.frame_id) for m in probe.got['points']
+                  if m not in ours]       # none expected; shown if the placement is wrong
+        _assert_inside_placed_cube(pts, figure, 640.0, 1.7, note=(cloud.header, others))
     finally:
         probe.close()
         rc, _, err = _stop(proc, signal.SIGTERM)
