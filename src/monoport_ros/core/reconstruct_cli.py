@@ -45,6 +45,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--max-triangles', type=int, default=0, help='decimate the mesh (0 = keep all)')
     p.add_argument('--no-segmentation', action='store_true',
                    help='input is pre-masked (black background)')
+    p.add_argument('--no-fill-silhouette', action='store_true',
+                   help='leave mask pixels the network left empty empty (fill_silhouette off)')
     p.set_defaults(func=run)
 
 
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                             precision=args.precision,
                             render_views=[v for v in args.render_views.split(',') if v],
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,
-                            segmentation=not args.no_segmentation)
+                            segmentation=not args.no_segmentation,
+                            fill_silhouette=not args.no_fill_silhouette)
     rgb = load_rgb(args.image)
     with Reconstructor(config) as reconstructor:
         rec = reconstructor.reconstruct(rgb)
