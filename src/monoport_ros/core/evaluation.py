@@ -556,6 +556,7 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         'checkpoint': getattr(config, 'checkpoint', '') or 'shipped default',
         'resolution': getattr(config, 'resolution', None),
         'threshold': getattr(config, 'threshold', None),
+        'fill_silhouette': getattr(config, 'fill_silhouette', None),
         'n_cases': len(results),
         'n_failed': len(results) - len(ok),
         'failure_penalty': FAILURE_PENALTY,
@@ -602,7 +603,8 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
         '# Evaluation report', '',
         f"Data: `{summary['data_dir']}` ({summary['n_cases']} cases, "
         f"{summary['n_failed']} failed); checkpoint: {summary['checkpoint']}; "
-        f"resolution: {summary['resolution']}; threshold: {summary.get('threshold')}.", '',
+        f"resolution: {summary['resolution']}; threshold: {summary.get('threshold')}; "
+        f"fill_silhouette: {summary.get('fill_silhouette')}.", '',
         'All metrics in the camera frame after the best z shift of the reconstruction. Chamfer: '
         'mean of the recon->gt (P2S) and gt->recon mean point-to-surface distances (PIFu). '
         'Normal consistency: mean signed cosine between a sampled point\'s normal and the '
