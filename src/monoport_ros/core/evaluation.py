@@ -655,7 +655,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
                    help='occupancy iso-level (default: %(default)s)')
     p.add_argument('--no-fill-silhouette', action='store_true',
-                   help='leave mask pixels the network left empty empty (fill_silhouette off)')
+                   help='do not fill mask pixels the network left empty (fill_silhouette off)')
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)

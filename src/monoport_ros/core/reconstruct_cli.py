@@ -46,7 +46,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--no-segmentation', action='store_true',
                    help='input is pre-masked (black background)')
     p.add_argument('--no-fill-silhouette', action='store_true',
-                   help='leave mask pixels the network left empty empty (fill_silhouette off)')
+                   help='do not fill mask pixels the network left empty (fill_silhouette off)')
     p.set_defaults(func=run)
 
 
