@@ -24,20 +24,21 @@ import torch
 from scipy import ndimage
 
 from .localization import LocalizedVolume
+from .networks import sample_features
 
 
 def mask_on_grid(crop_mask: np.ndarray, resolution: int) -> np.ndarray:
     """
-    Crop mask ((S, S), row 0 at the top) sampled at the grid's columns: (R+1, R+1) bool [ix, iy].
+    Crop mask ((S, S), row 0 at the top) at the grid's columns: (R+1, R+1) bool, ``[ix, iy]``.
 
-    Grid index i sits at model ``2 i / R - 1``; pixel column u covers x in [2u/S - 1, 2(u+1)/S - 1]
-    and row v covers y in [1 - 2(v+1)/S, 1 - 2v/S] (as in :func:`core.reconstruct.hull_region`).
+    Looked up like the engine's visual-hull test (:func:`core.networks.sample_features`, nearest
+    pixel), so a column is in the mask exactly when the network was asked about it.
     """
-    size = crop_mask.shape[0]
-    i = np.arange(resolution + 1)
-    u = np.minimum(i * size // resolution, size - 1)                  # pixel column of x index i
-    v = np.minimum((resolution - i) * size // resolution, size - 1)   # pixel row of y index i
-    return np.ascontiguousarray((crop_mask > 0.5)[np.ix_(v, u)].T)
+    c = torch.arange(resolution + 1, dtype=torch.float32) * (2.0 / resolution) - 1.0
+    xy = torch.stack(torch.meshgrid(c, c, indexing='ij'), dim=-1).reshape(1, -1, 2)
+    mask = torch.from_numpy(np.asarray(crop_mask > 0.5, np.float32))[None, None]
+    inside = sample_features(mask, xy, mode='nearest')[0, :, 0] > 0.5
+    return inside.reshape(resolution + 1, resolution + 1).numpy()
 
 
 def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
@@ -102,5 +103,5 @@ def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
         idx = torch.stack([ix[added], iy[added], iz[added]])
         lo, hi = idx.min(dim=1).values.tolist(), idx.max(dim=1).values.tolist()
         grown = tuple(slice(min(b.start, a), max(b.stop, c + 1)) for b, a, c in zip(body, lo, hi))
-    volume._know_inside_box(grown)
+    volume.know_inside_box(grown)
     return int(len(cx))

@@ -71,7 +71,8 @@ class LocalizedVolume:
         """Forget cached facts about ``values`` (after editing it in place)."""
         self._inside_box = False
 
-    def _know_inside_box(self, box: tuple[slice, slice, slice] | None) -> None:
+    def know_inside_box(self, box: tuple[slice, slice, slice] | None) -> None:
+        """Record the inside voxels' box (None: none inside) of edited ``values``; saves a scan."""
         self._inside_box = box
 
     @property
@@ -368,7 +369,7 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
         vol.queries_per_level.append(level_queries)
         stride = half
     if complete:
-        vol._know_inside_box(extent.box(offset))
+        vol.know_inside_box(extent.box(offset))
     return vol
 
 
@@ -445,6 +446,6 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     stray[[0, keep]] = False
     volume.values[box].masked_fill_(torch.from_numpy(stray[labels]), 0.0)
     kept = ndimage.find_objects(labels, max_label=keep)[keep - 1]
-    volume._know_inside_box(tuple(slice(b.start + k.start, b.start + k.stop)
-                                  for b, k in zip(box, kept)))
+    volume.know_inside_box(tuple(slice(b.start + k.start, b.start + k.stop)
+                                 for b, k in zip(box, kept)))
     return int(sizes.sum() - sizes[keep - 1])
