@@ -149,7 +149,8 @@ class MonoPortNode(Node):
         self.pub_mesh = self._output(Mesh, '~/mesh')
         self.pub_mask = self._output(Image, '~/mask')
         self.pub_views: dict[str, Any] = {}
-        self._ensure_view_publishers(self.config.render_views)
+        for view in self.config.render_views:
+            self._ensure_view_publisher(view)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         self._in_qos = QoSProfile(history=qos_profile_sensor_data.history,
@@ -218,10 +219,9 @@ class MonoPortNode(Node):
         except RuntimeError as exc:     # e.g. a bad qos_overrides.<topic>.subscription.* value
             raise ValueError(f'cannot subscribe to images: {exc}') from exc
 
-    def _ensure_view_publishers(self, views: list[str]) -> None:
-        for view in views:
-            if view not in self.pub_views:
-                self.pub_views[view] = self._output(Image, f'~/render/{view}')
+    def _ensure_view_publisher(self, view: str) -> None:
+        if view not in self.pub_views:
+            self.pub_views[view] = self._output(Image, f'~/render/{view}')
 
     # --------------------------------------------------------------------------- parameters
     def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
@@ -243,7 +243,7 @@ class MonoPortNode(Node):
             return
         for view in config.render_views:
             try:
-                self._ensure_view_publishers([view])
+                self._ensure_view_publisher(view)
             except ValueError as exc:   # e.g. a bad qos_overrides for the new view's topic
                 self._count('publisher_errors')
                 self.get_logger().error(f'view {view!r} will not be published: {exc}')
@@ -293,7 +293,6 @@ class MonoPortNode(Node):
         cfg = self.config
         self._count('received')
         now = time.monotonic()
-        t0 = time.perf_counter()
         if cfg.max_rate > 0 and now - self._last_accept < 1.0 / cfg.max_rate:
             self._count('rate_limited')
             return
@@ -320,7 +319,7 @@ class MonoPortNode(Node):
                         frame_id=cfg.frame_id or msg.header.frame_id or DEFAULT_FRAME)
         meta = FrameMeta(header, msg.header.frame_id, w, h,
                          cam or PinholeCamera.default_for(w, h), now, outputs,
-                         1e3 * (time.perf_counter() - t0))
+                         1e3 * (time.monotonic() - now))
         self._last_accept = now
         self.pipeline.submit(rgb, meta, outputs)
 
