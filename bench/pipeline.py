@@ -6,6 +6,9 @@ fps, latency percentiles and per-stage times, run through the staged pipeline (s
 between frames) fed like a 30 Hz camera (newest frame wins, as in the node), plus a line with
 dense evaluation at 128 for the localization speed-up.
 ``--tracking`` runs MediaPipe in video mode on a video-like stream made from the samples.
+Where MediaPipe is missing (a GPU machine with its own Python): ``--premask DIR`` writes the
+samples as the segmenter masks them (black background) on a machine that has it, and ``--images
+DIR --no-segmentation`` then times everything after segmentation on those images.
 """
 from __future__ import annotations
 
@@ -30,12 +33,26 @@ SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 
                        'samples')
 
 
-def load_samples() -> list[np.ndarray]:
-    """Load the bundled sample images as RGB arrays."""
-    paths = sorted(glob.glob(os.path.join(SAMPLES, '*.png')))
+def load_samples(folder: str = SAMPLES) -> list[np.ndarray]:
+    """Load the PNG images of ``folder`` (default: the bundled samples) as RGB arrays."""
+    paths = sorted(glob.glob(os.path.join(folder, '*.png')))
     if not paths:
-        raise SystemExit(f'no sample images in {SAMPLES}')
+        raise SystemExit(f'no PNG images in {folder}')
     return [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
+
+
+def write_premasked(images: list[np.ndarray], folder: str) -> None:
+    """Write each image with the segmenter's background set to black, for ``--no-segmentation``."""
+    from monoport_ros.core.reconstruct import PREMASKED_LEVEL
+    from monoport_ros.core.segmentation import PersonSegmenter
+    os.makedirs(folder, exist_ok=True)
+    with PersonSegmenter() as seg:
+        for k, img in enumerate(images):
+            mask = seg.segment(img)
+            # lift the person's darkest pixels above the level that marks background
+            out = np.where(mask[..., None], np.maximum(img, PREMASKED_LEVEL + 1), 0)
+            cv2.imwrite(os.path.join(folder, f'premasked_{k:03d}.png'),
+                        cv2.cvtColor(out.astype(np.uint8), cv2.COLOR_RGB2BGR))
 
 
 def video_like(images: list[np.ndarray], hold: int = 10) -> list[np.ndarray]:
@@ -109,19 +126,39 @@ def main() -> int:
                     help='network arithmetic: float32 (default), bfloat16, float16, auto')
     ap.add_argument('--tracking', action='store_true',
                     help='segmentation_tracking on, over a video-like stream of the samples')
+    ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
+    ap.add_argument('--no-segmentation', action='store_true',
+                    help='images are pre-masked (black background): segmentation off')
+    ap.add_argument('--premask', metavar='DIR',
+                    help='only write the images pre-masked by the segmenter into DIR, then stop')
     args = ap.parse_args()
-    images = load_samples()
+    images = load_samples(args.images)
+    if args.premask:
+        write_premasked(images, args.premask)
+        return 0
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
+                segmentation=not args.no_segmentation,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     stream = video_like(images) if args.tracking else images
-    rows = []
+    geo, col = args.geometry_device, args.color_device
+
+    def emit(row: dict) -> None:
+        """Print one result line as soon as it is measured (a later failure keeps it)."""
+        row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}',
+                   segmentation=not args.no_segmentation)
+        if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
+            row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
+                                    'components': 'cpu', 'fill': 'cpu', 'color': col,
+                                    'mesh': 'cpu', 'render': col}
+        print(json.dumps(row) if args.json else row, flush=True)
+
     for res in (int(r) for r in args.resolutions.split(',')):
         cfg = MonoPortConfig(resolution=res, octree_depth=octree_depth_for(res),
                              **{**base, 'segmentation_tracking': args.tracking})
-        rows.append({'resolution': res, 'octree_levels': octree_depth_for(res),
-                     'segmentation_tracking': args.tracking, 'precision': args.precision,
-                     **run_stream(cfg, stream, args.frames, args.rate)})
+        emit({'resolution': res, 'octree_levels': octree_depth_for(res),
+              'segmentation_tracking': args.tracking, 'precision': args.precision,
+              **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point
     # of the dense grid (visual hull applied afterwards, so the output is comparable), and the
     # dense grid inside the hull's box with only in-hull points sent to the net. Outputs are
@@ -137,8 +174,10 @@ def main() -> int:
             a = rec.geometry(frame)
             b = box_rec.geometry(frame)
             hull = torch.from_numpy(visual_hull_mask(frame.crop_mask))[None, None]
+            hull = hull.to(a.features.device)
 
             def every_point(pts: torch.Tensor, feats=a.features, hull=hull) -> torch.Tensor:
+                pts = pts.to(feats.device)
                 occ = rec.geo_net.occupancy(feats, pts[None])[0]
                 return occ * sample_features(hull, pts[None, :, :2], mode='nearest')[0, :, 0]
             t0 = time.perf_counter()
@@ -153,22 +192,14 @@ def main() -> int:
             diff.append(int((a.volume.occupancy != dense.occupancy).sum()))
             box_diff.append(int((a.volume.occupancy != b.volume.occupancy).sum()))
         box_rec.close()
-    rows.append({'resolution': 128, 'octree_levels': 1, 'mode': 'dense',
-                 'localize_ms': round(float(np.mean(dense_t)), 1),
-                 'octree_localize_ms': round(float(np.mean(fast_t)), 1),
-                 'speedup': round(float(np.mean(dense_t) / np.mean(fast_t)), 1),
-                 'hull_box_dense_ms': round(float(np.mean(box_t)), 1),
-                 'speedup_vs_hull_box_dense': round(float(np.mean(box_t) / np.mean(fast_t)), 1),
-                 'identical': not any(diff) and not any(box_diff),
-                 'voxels_differing': diff, 'voxels_differing_vs_hull_box_dense': box_diff})
-    geo, col = args.geometry_device, args.color_device
-    for row in rows:
-        row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}')
-        if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
-            row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
-                                    'components': 'cpu', 'fill': 'cpu', 'color': col,
-                                    'mesh': 'cpu', 'render': col}
-        print(json.dumps(row) if args.json else row, flush=True)
+    emit({'resolution': 128, 'octree_levels': 1, 'mode': 'dense',
+          'localize_ms': round(float(np.mean(dense_t)), 1),
+          'octree_localize_ms': round(float(np.mean(fast_t)), 1),
+          'speedup': round(float(np.mean(dense_t) / np.mean(fast_t)), 1),
+          'hull_box_dense_ms': round(float(np.mean(box_t)), 1),
+          'speedup_vs_hull_box_dense': round(float(np.mean(box_t) / np.mean(fast_t)), 1),
+          'identical': not any(diff) and not any(box_diff),
+          'voxels_differing': diff, 'voxels_differing_vs_hull_box_dense': box_diff})
     return 0
 
 
