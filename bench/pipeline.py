@@ -126,6 +126,8 @@ def main() -> int:
                     help='network arithmetic: float32 (default), bfloat16, float16, auto')
     ap.add_argument('--tracking', action='store_true',
                     help='segmentation_tracking on, over a video-like stream of the samples')
+    ap.add_argument('--mirror-average', action='store_true',
+                    help='mirror_average on (the network also asked about the mirrored image)')
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
     ap.add_argument('--no-segmentation', action='store_true',
                     help='images are pre-masked (black background): segmentation off')
@@ -138,7 +140,7 @@ def main() -> int:
         return 0
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
-                segmentation=not args.no_segmentation,
+                segmentation=not args.no_segmentation, mirror_average=args.mirror_average,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     stream = video_like(images) if args.tracking else images
     geo, col = args.geometry_device, args.color_device
@@ -158,6 +160,7 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': args.tracking})
         emit({'resolution': res, 'octree_levels': octree_depth_for(res),
               'segmentation_tracking': args.tracking, 'precision': args.precision,
+              'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point
     # of the dense grid (visual hull applied afterwards, so the output is comparable), and the

@@ -1,6 +1,7 @@
 """The staged pipeline and the single-image reconstructor on two CPU "devices"."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -384,3 +385,40 @@ def test_recycled_volumes_give_the_same_results_as_new_ones() -> None:
     assert torch.equal(again.volume.values, fresh.volume.values)
     assert torch.equal(again.volume.queried, fresh.volume.queried)
     assert again.volume.inside_bounds() == fresh.volume.inside_bounds()
+
+
+def _asymmetric_figure() -> np.ndarray:
+    """Draw a pre-masked person with one arm raised and one leg out (no mirror symmetry)."""
+    img = np.zeros((480, 480, 3), np.uint8)
+    cv2.ellipse(img, (240, 80), (24, 30), 0, 0, 360, (225, 185, 160), -1)
+    cv2.rectangle(img, (200, 112), (280, 270), (40, 90, 200), -1)
+    cv2.rectangle(img, (282, 40), (300, 130), (40, 90, 200), -1)        # raised right arm
+    cv2.rectangle(img, (180, 118), (198, 250), (40, 90, 200), -1)
+    cv2.rectangle(img, (205, 270), (236, 450), (60, 60, 70), -1)
+    cv2.line(img, (265, 275), (330, 440), (60, 60, 70), 30)            # leg out to the side
+    return img
+
+
+@pytest.mark.parametrize('mirror_average', [True, False])
+def test_mirror_average_makes_the_geometry_mirror_symmetric(mirror_average: bool) -> None:
+    """
+    With mirror_average the mirrored crop gives the mirrored occupancy.
+
+    Up to float rounding (measured: 0.05 % of the inside voxels differ; 44 % without it).
+    """
+    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.reconstruct import DEFAULT_MODEL
+    cfg = MonoPortConfig(segmentation=False, resolution=64, octree_depth=3,
+                         mirror_average=mirror_average)
+    rec = Reconstructor(cfg, load_model(DEFAULT_MODEL))
+    frame = rec.prepare(_asymmetric_figure())
+    mirrored = dataclasses.replace(    # the same crop, mirrored (image column -> model -x)
+        frame, crop_image=np.ascontiguousarray(frame.crop_image[:, ::-1]),
+        crop_mask=np.ascontiguousarray(frame.crop_mask[:, ::-1]))
+    a, b = rec.geometry(frame), rec.geometry(mirrored)
+    occ_a, occ_b = a.volume.occupancy, b.volume.occupancy.flip(0)   # x index -> -x
+    differ = (occ_a != occ_b).sum().item() / occ_a.sum().item()
+    if mirror_average:
+        assert differ < 1e-3, differ
+    else:       # the network alone is not symmetric: the control that the test can see it
+        assert differ > 0.01, differ

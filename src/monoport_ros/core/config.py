@@ -141,6 +141,8 @@ class MonoPortConfig:
                                  'Assumed subject distance (m) with camera_info; 0 = from height',
                                  lo=0.0, hi=100.0)
     largest_component: bool = _p(True, 'Keep only the largest connected part (one person)')
+    mirror_average: bool = _p(False, 'Average the occupancy with that of the mirrored image '
+                              '(better depth; the geometry stage takes about 1.5x as long)')
     fill_silhouette: bool = _p(True, 'Give every pixel of the person mask geometry (thin limbs '
                                'the network dropped come back as round limbs)')
     segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')

@@ -557,6 +557,7 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         'resolution': getattr(config, 'resolution', None),
         'threshold': getattr(config, 'threshold', None),
         'fill_silhouette': getattr(config, 'fill_silhouette', None),
+        'mirror_average': getattr(config, 'mirror_average', None),
         'n_cases': len(results),
         'n_failed': len(results) - len(ok),
         'failure_penalty': FAILURE_PENALTY,
@@ -604,7 +605,8 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
         f"Data: `{summary['data_dir']}` ({summary['n_cases']} cases, "
         f"{summary['n_failed']} failed); checkpoint: {summary['checkpoint']}; "
         f"resolution: {summary['resolution']}; threshold: {summary.get('threshold')}; "
-        f"fill_silhouette: {summary.get('fill_silhouette')}.", '',
+        f"fill_silhouette: {summary.get('fill_silhouette')}; "
+        f"mirror_average: {summary.get('mirror_average')}.", '',
         'All metrics in the camera frame after the best z shift of the reconstruction. Chamfer: '
         'mean of the recon->gt (P2S) and gt->recon mean point-to-surface distances (PIFu). '
         'Normal consistency: mean signed cosine between a sampled point\'s normal and the '
@@ -656,6 +658,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                    help='occupancy iso-level (default: %(default)s)')
     p.add_argument('--no-fill-silhouette', action='store_true',
                    help='do not fill mask pixels the network left empty (fill_silhouette off)')
+    p.add_argument('--no-mirror-average', action='store_true',
+                   help='ask the network about the image only, not also its mirror image '
+                   '(mirror_average off, as the node runs by default: faster, worse depth)')
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)
@@ -668,6 +673,7 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
                             octree_depth=octree_depth_for(args.resolution),
                             precision=args.precision, threshold=args.threshold,
                             fill_silhouette=not args.no_fill_silhouette,
+                            mirror_average=not args.no_mirror_average,
                             render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,

@@ -279,20 +279,30 @@ class Reconstructor:
             if dev.type == 'cuda' else []
         if events:
             events[0].record(torch.cuda.current_stream(dev))
-        feats = self.geo_net.encode_surface(image)
+        if cfg.mirror_average:      # one encoder pass over the crop and its mirror image
+            feats_both = self.geo_net.encode_surface(torch.cat([image, image.flip(3)]))
+            feats = feats_both[:1]
+        else:
+            feats = self.geo_net.encode_surface(image)
         if events:
             events[1].record(torch.cuda.current_stream(dev))
         hull_np = visual_hull_mask(crop_mask)
         hull = torch.from_numpy(hull_np)[None, None].to(dev)
         t2 = time.perf_counter()
         net = self.geo_net
+        mirror_x = torch.tensor([-1.0, 1.0, 1.0], device=dev)
 
         def query(pts: torch.Tensor) -> torch.Tensor:
             pts = pts.to(dev)
             in_hull = sample_features(hull, pts[None, :, :2], mode='nearest')[0, :, 0] > 0.5
             out = torch.zeros(pts.shape[0], device=dev)
             if bool(in_hull.any()):     # the net is only asked inside the visual hull
-                out[in_hull] = net.occupancy(feats, pts[in_hull][None])[0]
+                p = pts[in_hull][None]
+                if cfg.mirror_average:  # the mirrored crop sees the point at -x
+                    both = net.occupancy(feats_both, torch.cat([p, p * mirror_x]))
+                    out[in_hull] = both.mean(dim=0)
+                else:
+                    out[in_hull] = net.occupancy(feats, p)[0]
             return out
 
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold,

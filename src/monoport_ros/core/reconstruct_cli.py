@@ -47,6 +47,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help='input is pre-masked (black background)')
     p.add_argument('--no-fill-silhouette', action='store_true',
                    help='do not fill mask pixels the network left empty (fill_silhouette off)')
+    p.add_argument('--no-mirror-average', action='store_true',
+                   help='ask the network about the image only, not also its mirror image '
+                   '(mirror_average off, as the node runs by default: faster, worse depth)')
     p.set_defaults(func=run)
 
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
                             render_views=[v for v in args.render_views.split(',') if v],
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,
                             segmentation=not args.no_segmentation,
-                            fill_silhouette=not args.no_fill_silhouette)
+                            fill_silhouette=not args.no_fill_silhouette,
+                            mirror_average=not args.no_mirror_average)
     rgb = load_rgb(args.image)
     with Reconstructor(config) as reconstructor:
         rec = reconstructor.reconstruct(rgb)
