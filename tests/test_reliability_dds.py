@@ -23,21 +23,25 @@ from rclpy.parameter import Parameter
 from safetensors.torch import load_file, save_file
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
-import test_ros_node
-from test_ros_node import (_assert_inside_placed_cube, _env, _exe, _frame_outputs, _person_image,
-                           _stamp, _stop, OUTPUTS, Probe)
 import torch
 import yaml
 
-from ros_isolation import domain as _domain, NODE, ros_args as _ros_args
+from ros_isolation import domain as _domain, NODE, ros_args
+from ros_node_harness import (assert_inside_placed_cube, executable, frame_outputs, make_assets,
+                              node_env, OUTPUTS, person_image, Probe, stamp_of, stop_process)
 
 from monoport_ros.core.checkpoint import FORMAT
 from monoport_ros.core.config import NetworkConfig
 from monoport_ros.core.preprocess import largest_component
 from monoport_ros.ros import conversions as conv
 
-assets = test_ros_node.assets       # fixture: random-weights model and a params file
 MAX_PIXELS = 200_000
+
+
+@pytest.fixture(scope='module')
+def assets(tmp_path_factory):
+    """Random-weights model, params file and an image folder (ros_node_harness.make_assets)."""
+    return make_assets(tmp_path_factory.mktemp('ros_node'))
 
 
 def _params(assets: Path, path: Path, **changes) -> Path:
@@ -53,14 +57,14 @@ def _start(params: Path, domain: int, address_space_gib: float = 0.0) -> subproc
         if address_space_gib:
             size = int(address_space_gib * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
-    return subprocess.Popen(_exe('monoport_node') + _ros_args('--params-file', str(params)),
-                            env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen(executable('monoport_node') + ros_args('--params-file', str(params)),
+                            env=node_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=limit)
 
 
 def _bad_burst() -> list:
     """One of every kind of bad Image (see also test_reliability.BAD_IMAGES)."""
-    good = conv.rgb_to_image(_person_image(), 'rgb8')
+    good = conv.rgb_to_image(person_image(), 'rgb8')
     n = len(good.data)
     floats = np.resize(np.array([np.nan, np.inf, -np.inf, 0.5], np.float32), 240 * 320)
     changes = [
@@ -77,7 +81,7 @@ def _bad_burst() -> list:
     ]
     frames = []
     for change in changes:
-        m = conv.rgb_to_image(_person_image(), 'rgb8')
+        m = conv.rgb_to_image(person_image(), 'rgb8')
         for k, v in change.items():
             setattr(m, k, v)
         frames.append(m)
@@ -107,12 +111,12 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
             probe.pub.publish(msg)
             probe.spin_for(0.03)
         stamp = (9000, 0)
-        good = conv.rgb_to_image(_person_image(), 'bgr8',
+        good = conv.rgb_to_image(person_image(), 'bgr8',
                                  Header(stamp=Time(sec=stamp[0]), frame_id='good_optical'))
         probe.pub.publish(good)
 
         def complete():
-            return len(_frame_outputs(probe, stamp)) == len(OUTPUTS) - 1 and probe.got['mesh']
+            return len(frame_outputs(probe, stamp)) == len(OUTPUTS) - 1 and probe.got['mesh']
         probe.spin_until(complete, 60, 'every output of the good frame')
         n_diag = len(probe.got['diagnostics'])
         probe.spin_until(lambda: len(probe.got['diagnostics']) > n_diag + 1, 10, 'diagnostics')
@@ -123,12 +127,12 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
         assert values['published'] == '1' and values['failed'] == '0', values
         assert int(values['bad_camera_info']) == 3 and values['geometry_device'] == 'cpu'
 
-        out = _frame_outputs(probe, stamp)
+        out = frame_outputs(probe, stamp)
         assert all(m.header.frame_id == 'good_optical' for m in out.values())
         pts, cols = conv.cloud_to_arrays(out['points'])
         assert len(pts) > 100 and np.isfinite(pts).all()
-        figure = largest_component(_person_image().max(axis=2) > 8)
-        _assert_inside_placed_cube(pts, figure, 320.0, 1.7)     # default camera: f = 320 px
+        figure = largest_component(person_image().max(axis=2) > 8)
+        assert_inside_placed_cube(pts, figure, 320.0, 1.7)     # default camera: f = 320 px
         marker = out['mesh_marker']
         assert len(marker.points) == len(marker.colors) > 0
         mesh = probe.got['mesh'][-1]
@@ -136,7 +140,7 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
         assert idx.min() >= 0 and idx.max() < len(mesh.vertices)
     finally:
         probe.close()
-        rc, _, err = _stop(proc, signal.SIGTERM)
+        rc, _, err = stop_process(proc, signal.SIGTERM)
     assert rc == 0 and 'Traceback' not in err, err[-3000:]
     assert "device 'cuda:1' is not available" in err and 'falling back to cpu' in err, err
     assert 'devices geometry=cpu' in err, err
@@ -248,15 +252,15 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_going(assets, tmp_path
         results = _set(probe, Parameter('resolution', value=32),
                        Parameter('octree_depth', value=2))
         assert all(r.successful for r in results), [r.reason for r in results]
-        probe.pub.publish(conv.rgb_to_image(_person_image(), 'rgb8',
+        probe.pub.publish(conv.rgb_to_image(person_image(), 'rgb8',
                                             Header(stamp=Time(sec=50), frame_id='c')))
-        probe.spin_until(lambda: any(_stamp(m) == (50, 0) for m in probe.got['points']), 60,
+        probe.spin_until(lambda: any(stamp_of(m) == (50, 0) for m in probe.got['points']), 60,
                          'the frame after the failures')
         values = probe.diag_values()
         assert values['failed'] == '3' and proc.poll() is None, values
     finally:
         probe.close()
-        rc, _, err = _stop(proc, signal.SIGINT)
+        rc, _, err = stop_process(proc, signal.SIGINT)
     assert rc == 0 and 'Traceback' not in err, err[-3000:]
     failed = [ln for ln in err.splitlines() if 'monoport_node]: reconstruction failed' in ln]
     assert failed and 'allocate' in failed[0], err[-3000:]
@@ -272,7 +276,7 @@ def test_signal_while_reconstructing_exits_cleanly(assets, tmp_path, sig):
     try:
         probe.wait_for_node(proc)
         for i in range(3):                      # several seconds of work in the pipeline
-            probe.pub.publish(conv.rgb_to_image(_person_image(4 * i), 'rgb8',
+            probe.pub.publish(conv.rgb_to_image(person_image(4 * i), 'rgb8',
                                                 Header(stamp=Time(sec=1 + i), frame_id='c')))
             probe.spin_for(0.1)
         probe.spin_until(lambda: probe.got['diagnostics'] and
@@ -282,6 +286,6 @@ def test_signal_while_reconstructing_exits_cleanly(assets, tmp_path, sig):
     finally:
         probe.close()
     start = time.monotonic()
-    rc, _, err = _stop(proc, sig, timeout=60)
+    rc, _, err = stop_process(proc, sig, timeout=60)
     assert rc == 0 and 'Traceback' not in err, err[-3000:]
     assert time.monotonic() - start < 30

@@ -9,7 +9,6 @@ reconstruction.
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 import signal
 import subprocess
@@ -18,168 +17,38 @@ import time
 
 from builtin_interfaces.msg import Time
 import cv2
-from diagnostic_msgs.msg import DiagnosticArray
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 import numpy as np
 import pytest
-import rclpy
 from rcl_interfaces.srv import SetParameters
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
-from shape_msgs.msg import Mesh
+from sensor_msgs.msg import CameraInfo, Image, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 import yaml
 
-from ros_isolation import domain as _domain, NODE, NS, ros_args as _ros_args
+from ros_isolation import domain as _domain, NODE, NS, ros_args
+from ros_node_harness import (assert_inside_placed_cube, executable, frame_outputs, make_assets,
+                              node_env, OUTPUTS, person_image, Probe, RENDER_SIZE, stamp_of,
+                              start_node, stop_process, VIEWS)
 
-from monoport_ros.core.camera import PersonCrop
 from monoport_ros.core.config import MonoPortConfig
-from monoport_ros.core.preprocess import CROP_FILL, largest_component
+from monoport_ros.core.preprocess import largest_component
 from monoport_ros.ros import conversions as conv
-from monoport_ros.ros.recorder import McapSink, record_topics
-
-BIN = Path(sys.executable).parent
-RENDER_SIZE = 64
-VIEWS = ['front', 'side']
-OUTPUTS = {'points': PointCloud2, 'mesh_marker': Marker, 'mesh': Mesh, 'mask': Image,
-           **{f'render/{v}': Image for v in VIEWS}}
-
-
-def _env(domain: int) -> dict:
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    return env
-
-
-def _exe(name: str) -> list[str]:
-    module = {'monoport_node': 'node', 'image_publisher': 'image_publisher'}[name]
-    path = BIN / name
-    return [str(path)] if path.exists() else [sys.executable, '-m', f'monoport_ros.ros.{module}']
-
-
-def _person_image(shift: int = 0) -> np.ndarray:
-    """Draw a pre-masked synthetic figure on black (320x240)."""
-    img = np.zeros((240, 320, 3), np.uint8)
-    cv2.ellipse(img, (160 + shift, 60), (18, 22), 0, 0, 360, (220, 180, 150), -1)
-    cv2.rectangle(img, (135 + shift, 78), (185 + shift, 160), (40, 90, 200), -1)
-    cv2.rectangle(img, (138 + shift, 160), (158 + shift, 230), (60, 60, 60), -1)
-    cv2.rectangle(img, (162 + shift, 160), (182 + shift, 230), (60, 60, 60), -1)
-    return img
 
 
 @pytest.fixture(scope='module')
 def assets(tmp_path_factory):
-    """Random-weights model, params file and an image folder."""
-    import torch
-    from monoport_ros.core.checkpoint import save_checkpoint
-    from monoport_ros.core.config import NetworkConfig
-    from monoport_ros.core.networks import MonoPortNet
-    d = tmp_path_factory.mktemp('ros_node')
-    torch.manual_seed(0)
-    save_checkpoint(d / 'random.safetensors', MonoPortNet(NetworkConfig.preset('small')))
-    params = {'checkpoint': str(d / 'random.safetensors'), 'segmentation': False,
-              'resolution': 32, 'octree_depth': 2, 'render_size': RENDER_SIZE,
-              'render_views': VIEWS, 'mesh_max_triangles': 3000,
-              'image_reliability': 'reliable',
-              'geometry_device': 'cuda:7'}      # not on this machine: falls back to cpu
-    (d / 'params.yaml').write_text(yaml.safe_dump({NODE: {'ros__parameters': params}}))
-    (d / 'images').mkdir()
-    for i in range(3):
-        cv2.imwrite(str(d / 'images' / f'p{i}.png'), _person_image(8 * i)[:, :, ::-1])
-    return d
-
-
-def _start_node(params_file: Path, domain: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(_exe('monoport_node') + _ros_args('--params-file', str(params_file),
-                                                              *extra),
-                            env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-class Probe:
-    """A node in the test process that subscribes to every output (and records them to MCAP)."""
-
-    def __init__(self, domain: int, mcap_path: Path | None = None) -> None:
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', namespace=NS, context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.got: dict[str, list] = {k: [] for k in [*OUTPUTS, 'image', 'diagnostics']}
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.output_subs = [
-            self.node.create_subscription(typ, f'{NODE}/{topic}',
-                                          lambda m, t=topic: self.got[t].append(m), qos)
-            for topic, typ in OUTPUTS.items()]
-        self.node.create_subscription(Image, 'image', self.got['image'].append, qos)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, qos)
-        self.pub = self.node.create_publisher(Image, 'image', qos)
-        self.sink = None
-        if mcap_path is not None:
-            self.sink = McapSink(mcap_path)
-            self.output_subs += record_topics(self.node, self.sink,
-                                              {f'{NODE}/{t}': typ for t, typ in OUTPUTS.items()})
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        if msg.status and msg.status[0].name.startswith(f'{NODE}:'):   # this run's node only
-            self.got['diagnostics'].append(msg)
-
-    def spin_until(self, pred, timeout: float, what: str = '') -> None:
-        end = time.monotonic() + timeout
-        while not pred():
-            assert time.monotonic() < end, f'timed out waiting for {what or pred}; ' + \
-                'received ' + ', '.join(f'{k}: {[_stamp(m) for m in v][-4:]}'
-                                        for k, v in self.got.items()
-                                        if k not in ('diagnostics', 'mesh'))
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.05)
-
-    def wait_for_node(self, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-        """Until the node's outputs and its image subscription are in the graph."""
-        def ready():
-            assert proc.poll() is None, f'node exited: {proc.communicate()[1][-3000:]}'
-            return all(s.get_publisher_count() for s in self.output_subs) and \
-                self.pub.get_subscription_count() > 0
-        self.spin_until(ready, timeout, 'the node to come up')
-        self.spin_for(0.5)              # the node's side of the matching may lag a little
-
-    def diag_values(self) -> dict[str, str]:
-        return {kv.key: kv.value for kv in self.got['diagnostics'][-1].status[0].values}
-
-    def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30.0):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'process did not stop on signal {sig}: {err[-3000:]}')
-    return proc.returncode, out, err
+    """Random-weights model, params file and an image folder (ros_node_harness.make_assets)."""
+    return make_assets(tmp_path_factory.mktemp('ros_node'))
 
 
 @pytest.fixture(scope='module')
 def running(assets, tmp_path_factory):
     """Start the node (one process for this module's tests) and a probe in this process."""
     domain = _domain()
-    proc = _start_node(assets / 'params.yaml', domain)
+    proc = start_node(assets / 'params.yaml', domain)
     probe = Probe(domain, tmp_path_factory.mktemp('mcap') / 'outputs.mcap')
     try:
         probe.wait_for_node(proc)
@@ -187,65 +56,36 @@ def running(assets, tmp_path_factory):
     finally:
         probe.close()
         if proc.poll() is None:
-            _stop(proc)
-
-
-def _assert_inside_placed_cube(pts: np.ndarray, mask: np.ndarray, focal: float,
-                               height_m: float, note: object = None) -> None:
-    """Points lie in the model cube placed in the optical frame (x right, y down, z forward)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    crop = PersonCrop.from_mask(mask, CROP_FILL)
-    dist = focal * height_m / (rows[-1] - rows[0] + 1)
-    m = dist / focal                                    # metres per pixel at the subject
-    centre = np.array([(crop.cx - 160) * m, (crop.cy - 120) * m, dist])
-    half = crop.side / 2 * m
-    assert 1.5 < dist < 8 and (pts[:, 2] > 0).all()
-    assert (np.abs(pts - centre) <= half * 1.01).all(), (centre, half, pts.min(0), pts.max(0),
-                                                         note)
-
-
-def _stamp(msg) -> tuple[int, int]:
-    return msg.header.stamp.sec, msg.header.stamp.nanosec
-
-
-def _frame_outputs(probe: Probe, stamp: tuple[int, int]) -> dict:
-    found = {}
-    for topic in OUTPUTS:
-        if topic == 'mesh':
-            continue            # no header: paired with the marker of the same frame below
-        for m in probe.got[topic]:
-            if _stamp(m) == stamp:
-                found[topic] = m
-    return found
+            stop_process(proc)
 
 
 def test_outputs_from_a_separate_image_publisher(running, assets):
     proc, probe, domain = running
-    pub = subprocess.Popen(_exe('image_publisher') + [
+    pub = subprocess.Popen(executable('image_publisher') + [
         str(assets / 'images'), '--rate', '2', '--count', '3', '--once',
         '--frame-id', 'test_optical', '--wait-for-subscribers', '30',
         '--min-subscribers', '2',       # the node and this probe: neither misses a frame
-        *_ros_args()],
-        env=_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        *ros_args()],
+        env=node_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def complete():
-        stamps = {_stamp(m) for m in probe.got['image']}
-        return any(len(_frame_outputs(probe, s)) == len(OUTPUTS) - 1 for s in stamps) and \
+        stamps = {stamp_of(m) for m in probe.got['image']}
+        return any(len(frame_outputs(probe, s)) == len(OUTPUTS) - 1 for s in stamps) and \
             len(probe.got['mesh']) > 0
     probe.spin_until(complete, 60, 'one frame with every output')
     assert pub.wait(30) == 0, pub.communicate()[1]
     probe.spin_for(1.0)
     assert proc.poll() is None
 
-    inputs = {_stamp(m): m for m in probe.got['image']}
+    inputs = {stamp_of(m): m for m in probe.got['image']}
     assert len(inputs) == 3
     for topic in OUTPUTS:
         for m in probe.got[topic]:
             if topic != 'mesh':
-                assert _stamp(m) in inputs, f'{topic} stamp is not an input stamp'
+                assert stamp_of(m) in inputs, f'{topic} stamp is not an input stamp'
                 assert m.header.frame_id == 'test_optical', topic
-    stamp = next(s for s in inputs if len(_frame_outputs(probe, s)) == len(OUTPUTS) - 1)
-    out = _frame_outputs(probe, stamp)
+    stamp = next(s for s in inputs if len(frame_outputs(probe, s)) == len(OUTPUTS) - 1)
+    out = frame_outputs(probe, stamp)
 
     cloud = out['points']
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
@@ -258,7 +98,7 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
     src = inputs[stamp]
     figure = largest_component(conv.image_to_rgb(src).max(axis=2) > 8)
     # default camera (f = 320 px = the longer side): 1.7 m subject at about 2.8 m
-    _assert_inside_placed_cube(pts, figure, 320.0, 1.7)
+    assert_inside_placed_cube(pts, figure, 320.0, 1.7)
 
     marker = out['mesh_marker']
     assert marker.type == Marker.TRIANGLE_LIST and marker.action == Marker.ADD
@@ -315,12 +155,12 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
 
 
 def _bad_frames() -> list[Image]:
-    good = conv.rgb_to_image(_person_image(), 'rgb8')
+    good = conv.rgb_to_image(person_image(), 'rgb8')
     frames = []
     for change in ({'encoding': 'yuv422'}, {'encoding': 'RGB8'}, {'step': 100},
                    {'data': good.data[:-7]}, {'width': 0, 'height': 0, 'step': 0, 'data': []},
                    {'is_bigendian': 7}, {'width': 100000, 'height': 100000, 'step': 300000}):
-        m = conv.rgb_to_image(_person_image(), 'rgb8')
+        m = conv.rgb_to_image(person_image(), 'rgb8')
         for k, v in change.items():
             setattr(m, k, v)
         frames.append(m)
@@ -339,25 +179,25 @@ def test_bad_frames_leave_the_node_alive_and_answering(running):
     black = conv.rgb_to_image(np.zeros((240, 320, 3), np.uint8), 'bgr8',
                               Header(stamp=Time(sec=2000), frame_id='bad'))
     probe.pub.publish(black)
-    probe.spin_until(lambda: all(any(_stamp(m) == (2000, 0) for m in probe.got[t])
+    probe.spin_until(lambda: all(any(stamp_of(m) == (2000, 0) for m in probe.got[t])
                                  for t in ('mesh_marker', 'mask')),
                      30, 'the DELETE marker and mask of the frame without a person')
-    delete = next(m for m in probe.got['mesh_marker'] if _stamp(m) == (2000, 0))
+    delete = next(m for m in probe.got['mesh_marker'] if stamp_of(m) == (2000, 0))
     assert delete.action == Marker.DELETE
-    empty_mask = next(m for m in probe.got['mask'] if _stamp(m) == (2000, 0))
+    empty_mask = next(m for m in probe.got['mask'] if stamp_of(m) == (2000, 0))
     assert not np.frombuffer(empty_mask.data, np.uint8).any()
 
     good_stamps = set()
 
     def good_answer():
-        hit = [m for m in probe.got['mesh_marker'] if _stamp(m) in good_stamps]
+        hit = [m for m in probe.got['mesh_marker'] if stamp_of(m) in good_stamps]
         return hit and hit[-1].action == Marker.ADD and len(hit[-1].points) > 0
     end = time.monotonic() + 40
     while not good_answer():
         assert time.monotonic() < end, 'no result for a good frame after the bad ones'
         stamp = Time(sec=next(sec))
         good_stamps.add((stamp.sec, 0))
-        probe.pub.publish(conv.rgb_to_image(_person_image(), 'rgba8',
+        probe.pub.publish(conv.rgb_to_image(person_image(), 'rgba8',
                                             Header(stamp=stamp, frame_id='good')))
         probe.spin_for(1.0)
     assert proc.poll() is None
@@ -392,18 +232,18 @@ def test_parameters_change_at_run_time_over_dds(running):
     assert all(r.successful for r in ok), [r.reason for r in ok]
 
     stamp = Time(sec=5000)
-    probe.pub.publish(conv.rgb_to_image(_person_image(), 'rgb8',
+    probe.pub.publish(conv.rgb_to_image(person_image(), 'rgb8',
                                         Header(stamp=stamp, frame_id='cam')))
-    probe.spin_until(lambda: any(_stamp(m) == (5000, 0) for m in probe.got['render/front']),
+    probe.spin_until(lambda: any(stamp_of(m) == (5000, 0) for m in probe.got['render/front']),
                      30, 'a frame after the parameter change')
-    img = next(m for m in probe.got['render/front'] if _stamp(m) == (5000, 0))
+    img = next(m for m in probe.got['render/front'] if stamp_of(m) == (5000, 0))
     assert img.header.frame_id == 'person_frame' and img.width == 32
     assert proc.poll() is None
 
 
 def test_sigint_stops_the_node_cleanly(running):
     proc, _, _ = running
-    rc, _, err = _stop(proc, signal.SIGINT)
+    rc, _, err = stop_process(proc, signal.SIGINT)
     assert rc == 0, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
 
@@ -415,7 +255,7 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
     params[NODE]['ros__parameters'].pop('image_reliability')
     params[NODE]['ros__parameters'].pop('geometry_device')
     (assets / 'default_qos.yaml').write_text(yaml.safe_dump(params))
-    proc = _start_node(assets / 'default_qos.yaml', domain)
+    proc = start_node(assets / 'default_qos.yaml', domain)
     probe = Probe(domain)
     try:
         probe.wait_for_node(proc)
@@ -428,7 +268,7 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
             info_pub.publish(CameraInfo(header=header, width=320, height=240,
                                         k=[640.0, 0.0, 160.0, 0.0, 640.0, 120.0, 0.0, 0.0, 1.0]))
             probe.spin_for(0.1)
-            probe.pub.publish(conv.rgb_to_image(_person_image(), 'rgb8', header))
+            probe.pub.publish(conv.rgb_to_image(person_image(), 'rgb8', header))
             probe.spin_for(0.9)
             ours = [m for m in probe.got['points'] if 7000 <= m.header.stamp.sec <= 7000 + i]
             if ours:
@@ -436,13 +276,13 @@ def test_sigterm_with_default_qos_and_camera_info(assets):
         cloud = ours[-1]
         pts, _ = conv.cloud_to_arrays(cloud)
         # f = 640 px from camera_info: twice as far as with the default camera (f = 320)
-        figure = largest_component(_person_image().max(axis=2) > 8)
+        figure = largest_component(person_image().max(axis=2) > 8)
         others = [(m.header.stamp.sec, m.header.frame_id) for m in probe.got['points']
                   if m not in ours]       # none expected; shown if the placement is wrong
-        _assert_inside_placed_cube(pts, figure, 640.0, 1.7, note=(cloud.header, others))
+        assert_inside_placed_cube(pts, figure, 640.0, 1.7, note=(cloud.header, others))
     finally:
         probe.close()
-        rc, _, err = _stop(proc, signal.SIGTERM)
+        rc, _, err = stop_process(proc, signal.SIGTERM)
     assert rc == 0, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
 
@@ -454,7 +294,7 @@ def test_bad_model_file_one_error_line_and_nonzero_exit(tmp_path, content):
         model.write_bytes(content)
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(
         {NODE: {'ros__parameters': {'checkpoint': str(model)}}}))
-    proc = _start_node(tmp_path / 'p.yaml', _domain())
+    proc = start_node(tmp_path / 'p.yaml', _domain())
     try:
         _, err = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -478,7 +318,7 @@ def test_bad_model_file_one_error_line_and_nonzero_exit(tmp_path, content):
 def test_bad_settings_refused_at_start_up(tmp_path, params, reason):
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(
         {NODE: {'ros__parameters': params}}))
-    proc = _start_node(tmp_path / 'p.yaml', _domain())
+    proc = start_node(tmp_path / 'p.yaml', _domain())
     try:
         _, err = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -491,7 +331,7 @@ def test_bad_settings_refused_at_start_up(tmp_path, params, reason):
 
 def test_unreadable_params_file_refused(tmp_path):
     (tmp_path / 'p.yaml').write_text('monoport_node:\n  ros__parameters:\n    threshold:\n')
-    proc = _start_node(tmp_path / 'p.yaml', _domain())
+    proc = start_node(tmp_path / 'p.yaml', _domain())
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 2 and 'Traceback' not in err, err
     lines = [ln for ln in err.splitlines() if 'cannot start' in ln]
@@ -508,7 +348,7 @@ def test_headless_demo_script(assets, tmp_path):
          '--param', f'checkpoint:={assets / "random.safetensors"}',
          '--param', 'resolution:=32', '--param', 'octree_depth:=2',
          '--param', f'render_size:={RENDER_SIZE}'],
-        env=_env(_domain()), capture_output=True, text=True, timeout=240)
+        env=node_env(_domain()), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '2 of 2 frame(s) reconstructed' in proc.stdout, proc.stdout
     meshes = sorted(out.glob('frame_*_mesh.ply'))
@@ -528,7 +368,7 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
     probe = Probe(domain)
     pub = probe.node.create_publisher(Image, f'{NS}/rec_test', 10)
     proc = subprocess.Popen([sys.executable, '-m', 'monoport_ros.ros.recorder', str(out),
-                             f'{NS}/rec_test', '--duration', '4'], env=_env(domain),
+                             f'{NS}/rec_test', '--duration', '4'], env=node_env(domain),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 60
@@ -536,7 +376,7 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
             assert proc.poll() is None and time.monotonic() < end, proc.communicate()
             probe.spin_for(0.1)
         for i in range(3):
-            pub.publish(conv.rgb_to_image(_person_image(4 * i), 'rgb8',
+            pub.publish(conv.rgb_to_image(person_image(4 * i), 'rgb8',
                                           Header(stamp=Time(sec=i + 1), frame_id='rec')))
             probe.spin_for(0.2)
         stdout, stderr = proc.communicate(timeout=60)
@@ -550,5 +390,5 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
     assert [(name, topic) for name, topic, _ in msgs] == \
         [('sensor_msgs/msg/Image', f'{NS}/rec_test')] * 3
     assert [m.header.stamp.sec for _, _, m in msgs] == [1, 2, 3]
-    first = conv.rgb_to_image(_person_image(0), 'rgb8')
+    first = conv.rgb_to_image(person_image(0), 'rgb8')
     assert bytes(msgs[0][2].data) == bytes(first.data) and msgs[0][2].width == 320
