@@ -167,6 +167,7 @@ def main() -> int:
     # dense grid inside the hull's box with only in-hull points sent to the net. Outputs are
     # compared after keep_largest_component, as published (the coarse grid can miss floating
     # blobs that dense evaluation finds; they are not part of the person).
+    base['mirror_average'] = False      # the dense reference asks the network about one view
     fast_cfg = MonoPortConfig(resolution=128, octree_depth=octree_depth_for(128), **base)
     with Reconstructor(fast_cfg) as rec:
         box_rec = Reconstructor(MonoPortConfig(resolution=128, octree_depth=1, **base),
