@@ -282,6 +282,7 @@ class Reconstructor:
         if cfg.mirror_average:      # one encoder pass over the crop and its mirror image
             feats_both = self.geo_net.encode_surface(torch.cat([image, image.flip(3)]))
             feats = feats_both[:1]
+            mirror_x = torch.tensor([-1.0, 1.0, 1.0], device=dev)
         else:
             feats = self.geo_net.encode_surface(image)
         if events:
@@ -290,7 +291,6 @@ class Reconstructor:
         hull = torch.from_numpy(hull_np)[None, None].to(dev)
         t2 = time.perf_counter()
         net = self.geo_net
-        mirror_x = torch.tensor([-1.0, 1.0, 1.0], device=dev)
 
         def query(pts: torch.Tensor) -> torch.Tensor:
             pts = pts.to(dev)
