@@ -241,3 +241,17 @@ def test_evaluate_rejects_bad_data(tmp_path):
     with pytest.raises(ValueError, match='camera.json says 64x64'):
         ev.load_case(tmp_path / 'data' / 'a')
     assert cli.main(['evaluate', str(tmp_path / 'missing')]) == 2
+
+
+def test_reconstruct_and_evaluate_share_model_options(tmp_path):
+    from monoport_ros.core.reconstruct_cli import model_config_fields
+    opts = ['--checkpoint', 'm.safetensors', '--resolution', '128', '--precision', 'bfloat16',
+            '--threshold', '0.4', '--no-mirror-average']
+    parser = cli.build_parser()
+    fields = [model_config_fields(parser.parse_args(cmd + opts))
+              for cmd in (['evaluate', str(tmp_path)], ['reconstruct', 'image.png'])]
+    assert fields[0] == fields[1] == {
+        'checkpoint': 'm.safetensors', 'resolution': 128, 'precision': 'bfloat16',
+        'threshold': 0.4, 'fill_silhouette': True, 'mirror_average': False}
+    with pytest.raises(SystemExit):                 # the precision is checked when parsing
+        parser.parse_args(['evaluate', str(tmp_path), '--precision', 'float64'])

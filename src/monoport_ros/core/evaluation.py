@@ -643,24 +643,14 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
-    from .config import MonoPortConfig
+    from .reconstruct_cli import add_model_arguments
 
     p = subparsers.add_parser(
         'evaluate', help='score reconstructions of an evaluation set',
         description='Reconstruct every case of DATA_DIR (image.png, camera.json, gt.ply) and '
                     'report Chamfer, P2S, normal consistency and IoU, with a silhouette baseline.')
     p.add_argument('data_dir', metavar='DATA_DIR')
-    p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
-    p.add_argument('--resolution', type=int, default=256, help='grid resolution (power of two)')
-    p.add_argument('--precision', default='float32',
-                   help='network arithmetic: float32 (default), bfloat16, float16, auto')
-    p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
-                   help='occupancy iso-level (default: %(default)s)')
-    p.add_argument('--no-fill-silhouette', action='store_true',
-                   help='do not fill mask pixels the network left empty (fill_silhouette off)')
-    p.add_argument('--no-mirror-average', action='store_true',
-                   help='ask the network about the image only, not also its mirror image '
-                   '(mirror_average off, as the node runs by default: faster, worse depth)')
+    add_model_arguments(p)
     p.add_argument('--out', default='evaluation', help='output directory (default: ./evaluation)')
     p.add_argument('--no-baseline', action='store_true', help='skip the silhouette baseline')
     p.set_defaults(func=_cli_evaluate)
@@ -668,12 +658,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _cli_evaluate(args: argparse.Namespace) -> int:
     from .config import MonoPortConfig, octree_depth_for
+    from .reconstruct_cli import model_config_fields
 
-    config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
+    config = MonoPortConfig(**model_config_fields(args),
                             octree_depth=octree_depth_for(args.resolution),
-                            precision=args.precision, threshold=args.threshold,
-                            fill_silhouette=not args.no_fill_silhouette,
-                            mirror_average=not args.no_mirror_average,
                             render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,

@@ -22,6 +22,30 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options every single-image command shares (model, grid, arithmetic, completion)."""
+    p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
+    p.add_argument('--resolution', type=int, default=256, help='grid resolution (power of two)')
+    p.add_argument('--precision', default='float32', choices=PRECISIONS,
+                   help='network arithmetic (default: float32; bfloat16 is faster on CPUs '
+                   'and GPUs that have it)')
+    p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
+                   help='occupancy iso-level (default: %(default)s)')
+    p.add_argument('--no-fill-silhouette', action='store_true',
+                   help='do not fill mask pixels the network left empty (fill_silhouette off)')
+    p.add_argument('--no-mirror-average', action='store_true',
+                   help='ask the network about the image only, not also its mirror image '
+                   '(mirror_average off, as the node runs by default: faster, worse depth)')
+
+
+def model_config_fields(args: argparse.Namespace) -> dict:
+    """``MonoPortConfig`` fields from the options of :func:`add_model_arguments`."""
+    return {'checkpoint': args.checkpoint, 'resolution': args.resolution,
+            'precision': args.precision, 'threshold': args.threshold,
+            'fill_silhouette': not args.no_fill_silhouette,
+            'mirror_average': not args.no_mirror_average}
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add the ``reconstruct`` sub-command."""
     p = sub.add_parser('reconstruct', help='reconstruct a coloured 3D person from one image')
@@ -31,40 +55,27 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--points', help='output coloured surface points (.ply), metres')
     p.add_argument('--views',
                    help='directory for direct renderings (<view>.png, <view>_normals.png)')
-    p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
-    p.add_argument('--resolution', type=int, default=256)
+    add_model_arguments(p)
     p.add_argument('--octree-depth', type=int, default=0,
                    help='localization levels (0: coarsest grid 32^3, e.g. 4 at 256)')
-    p.add_argument('--threshold', type=float, default=0.5)
     p.add_argument('--geometry-device', default='cpu')
     p.add_argument('--color-device', default='cpu')
-    p.add_argument('--precision', default='float32', choices=PRECISIONS,
-                   help='network arithmetic (bfloat16: faster on AVX-512 CPUs)')
     p.add_argument('--render-views', default='front,side,back')
     p.add_argument('--render-size', type=int, default=512)
     p.add_argument('--max-triangles', type=int, default=0, help='decimate the mesh (0 = keep all)')
     p.add_argument('--no-segmentation', action='store_true',
                    help='input is pre-masked (black background)')
-    p.add_argument('--no-fill-silhouette', action='store_true',
-                   help='do not fill mask pixels the network left empty (fill_silhouette off)')
-    p.add_argument('--no-mirror-average', action='store_true',
-                   help='ask the network about the image only, not also its mirror image '
-                   '(mirror_average off, as the node runs by default: faster, worse depth)')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``reconstruct``."""
-    config = MonoPortConfig(checkpoint=args.checkpoint, resolution=args.resolution,
+    config = MonoPortConfig(**model_config_fields(args),
                             octree_depth=args.octree_depth or octree_depth_for(args.resolution),
-                            threshold=args.threshold,
                             geometry_device=args.geometry_device, color_device=args.color_device,
-                            precision=args.precision,
                             render_views=[v for v in args.render_views.split(',') if v],
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,
-                            segmentation=not args.no_segmentation,
-                            fill_silhouette=not args.no_fill_silhouette,
-                            mirror_average=not args.no_mirror_average)
+                            segmentation=not args.no_segmentation)
     rgb = load_rgb(args.image)
     with Reconstructor(config) as reconstructor:
         rec = reconstructor.reconstruct(rgb)
