@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from monoport_ros.core.checkpoint import load_checkpoint
-from monoport_ros.core.training import (AugmentConfig, Trainer, TrainConfig, batch_iou,
-                                        ohem_probabilities, prepare_sample, register_cli)
+from monoport_ros.core.training import (Trainer, TrainConfig, batch_iou, ohem_probabilities,
+                                        register_cli)
+from monoport_ros.core.training_data import AugmentConfig, prepare_sample
 
 SIZE = 32
 TINY_NET = {'image_size': SIZE, 'stem_channels': 8, 'branch_channels': [8, 16],
@@ -286,7 +287,7 @@ def test_depth_negatives_are_outside_a_real_body():
     from monoport_ros.core.preprocess import crop_person
     from monoport_ros.core.synthetic import (make_person, occupancy, render_person,
                                              sample_surface)
-    from monoport_ros.core.training import depth_negatives
+    from monoport_ros.core.training_data import depth_negatives
     rng = np.random.default_rng(5)
     person = make_person(rng)
     for yaw in (0.0, 90.0, 200.0):
