@@ -172,6 +172,8 @@ def stub_reconstruct(gt: ev.Surface, dz: float = 0.05):
 
 def test_evaluate_writes_report(tmp_path):
     gt = make_dataset(tmp_path / 'data')
+    (tmp_path / 'data' / 'a' / 'info.json').write_text(json.dumps({'pose': 'stand'}))
+    (tmp_path / 'data' / 'b' / 'info.json').write_text(json.dumps({'pose': 'walk', 'seed': 1}))
     out = tmp_path / 'out'
     res = ev.evaluate(tmp_path / 'data', None, out, reconstruct_fn=stub_reconstruct(gt),
                       n_samples=SAMPLES, iou_grid=32)
@@ -193,8 +195,16 @@ def test_evaluate_writes_report(tmp_path):
         (a['recon']['chamfer_cm'] + ev.FAILURE_PENALTY['chamfer_cm']) / 2)
     assert saved['mean']['recon_ok_only']['chamfer_cm'] == pytest.approx(a['recon']['chamfer_cm'])
     assert res['mean'] == saved['mean']
+    assert saved['median']['recon']['chamfer_cm'] == pytest.approx(
+        saved['mean']['recon']['chamfer_cm'])                   # the median of two is their mean
+    # per pose, worst first: the failed case's pose carries the penalty
+    assert list(saved['by_pose']) == ['walk', 'stand']
+    assert saved['by_pose']['walk']['chamfer_cm'] == ev.FAILURE_PENALTY['chamfer_cm']
+    assert saved['by_pose']['stand']['n_cases'] == 1
+    assert saved['by_pose']['stand']['iou'] == pytest.approx(a['recon']['iou'])
     md = (out / 'report.md').read_text()
     assert '| a | ok |' in md and '| b | no_person |' in md and '**mean**' in md
+    assert '| median |' in md and '| walk | 1 |' in md and md.index('| walk') < md.index('| stand')
     assert 'report.png' in md
     fig = cv2.imread(str(out / 'report.png'))
     assert fig.shape[0] > 2 * 192 and fig.shape[1] == 5 * 192
@@ -231,6 +241,15 @@ def test_cli_evaluate(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / 'o' / 'results.json').read_text())
     assert 'baseline' not in saved['cases'][0] and saved['n_failed'] == 1
     assert 'mean Chamfer' in capsys.readouterr().out
+
+
+def test_case_pose_is_optional(tmp_path):
+    assert ev.case_pose(tmp_path) is None                       # no info.json
+    for text in ('not json', '[1, 2]', '{"pose": 3}', '{"pose": ""}'):
+        (tmp_path / 'info.json').write_text(text)
+        assert ev.case_pose(tmp_path) is None, text
+    (tmp_path / 'info.json').write_text('{"pose": "walk"}')
+    assert ev.case_pose(tmp_path) == 'walk'
 
 
 def test_evaluate_rejects_bad_data(tmp_path):

@@ -343,6 +343,15 @@ def load_case(case_dir: str | Path) -> EvalCase:
     return EvalCase(d.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), camera, gt)
 
 
+def case_pose(case_dir: str | Path) -> str | None:
+    """Return the pose named by a case's optional ``info.json`` (``make-eval-set`` writes it)."""
+    try:
+        pose = json.loads((Path(case_dir) / 'info.json').read_text()).get('pose')
+    except (OSError, ValueError, AttributeError):    # absent, unreadable or not a JSON object
+        return None
+    return pose if isinstance(pose, str) and pose else None
+
+
 # --- figure ------------------------------------------------------------------------------------
 
 def render_mesh(surface: Surface, colors: np.ndarray, yaw_deg: float, size: int,
@@ -477,6 +486,20 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
+def _median(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.median([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+def _by_pose(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean metrics per pose of the cases that name one, worst mean Chamfer first."""
+    groups: dict[str, list[dict[str, float]]] = {}
+    for e in results:
+        if e.get('pose'):
+            groups.setdefault(e['pose'], []).append({k: e['recon'][k] for k in METRIC_KEYS})
+    table = {pose: {'n_cases': len(rows), **_mean(rows)} for pose, rows in groups.items()}
+    return dict(sorted(table.items(), key=lambda kv: -kv[1]['chamfer_cm']))
+
+
 def _run_cases(case_dirs: list[Path], reconstruct_fn: ReconstructFn, baseline: bool,
                n_samples: int, iou_grid: int, seed: int,
                verbose: bool) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
@@ -488,6 +511,9 @@ def _run_cases(case_dirs: list[Path], reconstruct_fn: ReconstructFn, baseline: b
         t0 = time.perf_counter()
         r = reconstruct_fn(case.image)
         entry: dict[str, Any] = {'name': case.name, 'time_s': time.perf_counter() - t0}
+        pose = case_pose(case_dir)
+        if pose:
+            entry['pose'] = pose
         recon, shift = None, 0.0
         faces = getattr(r, 'faces', None)
         if not getattr(r, 'person', False):
@@ -572,8 +598,12 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         },
         'mean': {'recon': _mean([{k: e['recon'][k] for k in METRIC_KEYS} for e in results]),
                  'recon_ok_only': _mean([{k: e['recon'][k] for k in METRIC_KEYS} for e in ok])},
+        'median': {'recon': _median([{k: e['recon'][k] for k in METRIC_KEYS} for e in results])},
         'cases': results,
     }
+    by_pose = _by_pose(results)
+    if by_pose:
+        summary['by_pose'] = by_pose
     if baseline:
         summary['mean']['baseline'] = _mean([{k: e['baseline'][k] for k in METRIC_KEYS
                                               + ('thickness_cm',)} for e in results])
@@ -633,6 +663,15 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
         cells += fmt(mean['baseline']) + [f"{mean['baseline']['thickness_cm']:.1f}"]
     cells.append(f"{np.mean([e['time_s'] for e in summary['cases']]):.1f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
+    cells = ['median', ''] + fmt(summary['median']['recon'])
+    cells += [''] * (len(head) - len(cells))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+    if summary.get('by_pose'):
+        lines += ['', 'By pose (from the cases\' `info.json`), worst mean Chamfer first:', '',
+                  '| pose | cases | Chamfer (cm) | P2S (cm) | normal cons. | IoU |',
+                  '|---|---|---|---|---|---|']
+        lines += ['| ' + ' | '.join([pose, str(m['n_cases'])] + fmt(m)) + ' |'
+                  for pose, m in summary['by_pose'].items()]
     lines += ['', 'Per case: input, reconstruction front and side, distance of the reconstruction '
               f'to the ground truth (0 to {ERROR_MAX_CM:g} cm) front and side.', '',
               '![evaluation figure](report.png)', '']
@@ -669,7 +708,8 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
     rec = summary['mean']['recon']
     print(f"mean Chamfer {rec['chamfer_cm']:.2f} cm, P2S {rec['p2s_cm']:.2f} cm, "
           f"normal consistency {rec['normal_consistency']:.3f}, IoU {rec['iou']:.3f} over "
-          f"{summary['n_cases']} cases ({summary['n_failed']} failed)")
+          f"{summary['n_cases']} cases ({summary['n_failed']} failed); median Chamfer "
+          f"{summary['median']['recon']['chamfer_cm']:.2f} cm")
     if 'baseline' in summary['mean']:
         base = summary['mean']['baseline']
         print(f"baseline (extruded true silhouette): Chamfer {base['chamfer_cm']:.2f} cm")
