@@ -29,7 +29,7 @@ def test_reconstruct_writes_mesh_points_and_views_in_metres(tmp_path, capsys):
     assert abs(verts[:, 2].min() + verts[:, 2].max()) < 1e-3
     cloud = o3d.io.read_point_cloud(str(tmp_path / 'p.ply'))
     assert len(cloud.points) > 100 and cloud.has_colors()
-    # the person's pixels, mapped to metres by the camera, span the mesh's width
+    # the mesh lies within the camera's field of view (image width in metres)
     camera = OrthoCamera.load(SAMPLES / 'person_000.json')
     assert np.ptp(verts[:, 0]) < camera.width * camera.metres_per_pixel
     for name in ('front', 'side', 'front_normals', 'side_normals'):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,7 +39,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    '(mirror_average off, as the node runs by default: faster, worse depth)')
 
 
-def model_config_fields(args: argparse.Namespace) -> dict:
+def model_config_fields(args: argparse.Namespace) -> dict[str, Any]:
     """``MonoPortConfig`` fields from the options of :func:`add_model_arguments`."""
     return {'checkpoint': args.checkpoint, 'resolution': args.resolution,
             'precision': args.precision, 'threshold': args.threshold,
