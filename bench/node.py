@@ -384,6 +384,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            'rate_hz_target': args.rate, 'duration_s': args.duration,
                            'image_size': list(images[0].shape[:2]), 'domain_id': domain,
                            'node_params': params}
+    from machine import machine_reference      # bench/ is on sys.path (this script's folder)
+    row['machine_reference'] = machine_reference()
     t_start = time.monotonic()
     proc, log = _start_node(params, workdir, domain)
     bench = Bench(domain, views, images)
@@ -453,6 +455,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tris = [m[3] for m in bench.arrivals['mesh_marker'] if window[0] <= m[0] <= window[1]]
         row['mesh_triangles_mean'] = int(np.mean(tris)) if tris else 0
         row['output_hz'] = out_hz
+        # the node's CPU per published frame, to compare with bench/pipeline.py's cpu_ms_per_frame
+        hz = out_hz['points']
+        row['node_cpu_ms_per_output'] = round(10 * row['node_cpu_percent'] / hz, 1) if hz else None
         row['latency_ms'] = latency
         row['frames_window'] = frames
         row['frames_total'] = total
@@ -533,6 +538,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row['pipeline'] = pipe
         rate = out_hz['points']
         row['output_rate_vs_pipeline'] = round(rate / pipe['fps'], 2) if pipe['fps'] else None
+        # the rate ratio is (CPU the node got / CPU the pipeline got) / (this ratio)
+        row['cpu_per_frame_vs_pipeline'] = round(
+            row['node_cpu_ms_per_output'] / pipe['cpu_ms_per_frame'], 2) \
+            if row['node_cpu_ms_per_output'] and pipe['cpu_ms_per_frame'] else None
         row['publish_build'] = _publish_build_ms(cfg, images)
     row.update(rmw=rclpy.get_rmw_implementation_identifier(),
                device=f'{args.geometry_device}+{args.color_device}')

@@ -21,8 +21,10 @@ import time
 
 import cv2
 import numpy as np
+import psutil
 import torch
 
+from machine import machine_reference     # bench/machine.py, beside this file
 from monoport_ros.core.config import MonoPortConfig, octree_depth_for
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
@@ -71,7 +73,8 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     Feed frames like a camera at ``rate`` Hz until ``frames`` results came back.
 
     Newest frame wins in the pipeline's inbox, as in the node; latency runs from a frame's submit
-    to its result. Returns fps (results per second), latency percentiles, stage means, drops.
+    to its result. Returns fps (results per second), latency percentiles, stage means, this
+    process's CPU use (percent of one core, CPU-ms per result), the machine's CPU use, drops.
     """
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
@@ -91,6 +94,8 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     while pipe.stats['processed'] + pipe.stats['failed'] < 1:
         time.sleep(0.002)
     period = 1.0 / rate
+    psutil.cpu_percent(None)
+    cpu0 = time.process_time()              # every thread of this process (MediaPipe included)
     t0 = time.perf_counter()
     i = 0
     while len(latencies) < frames:
@@ -99,6 +104,8 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
         i += 1
         time.sleep(max(0.0, t0 + i * period - time.perf_counter()))
     elapsed = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
+    system_cpu = psutil.cpu_percent(None)
     stats = pipe.stats
     pipe.close()
     return {'input_hz': rate, 'fps': round(len(latencies) / elapsed, 2),
@@ -107,6 +114,10 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
             'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in sorted(stages.items())},
             'queries': int(np.mean(queries)) if queries else 0,
             'frames_in_flight': frames_in_flight(config),
+            # CPU per result, to compare with bench/node.py's node_cpu_ms_per_output
+            'cpu_percent': round(100.0 * cpu_s / elapsed, 1),
+            'cpu_ms_per_frame': round(1e3 * cpu_s / len(latencies), 1),
+            'system_cpu_percent': system_cpu,
             'dropped': stats['dropped'], 'failed': stats['failed']}
 
 
@@ -144,11 +155,12 @@ def main() -> int:
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     stream = video_like(images) if args.tracking else images
     geo, col = args.geometry_device, args.color_device
+    reference = machine_reference()     # this machine's speed right now (see bench/machine.py)
 
     def emit(row: dict) -> None:
         """Print one result line as soon as it is measured (a later failure keeps it)."""
         row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}',
-                   segmentation=not args.no_segmentation)
+                   segmentation=not args.no_segmentation, machine_reference=reference)
         if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
                                     'components': 'cpu', 'fill': 'cpu', 'color': col,
