@@ -482,12 +482,9 @@ def default_reconstruct_fn(config: Any = None) -> ReconstructFn:
     return _DefaultReconstruct(config)
 
 
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
-
-
-def _median(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.median([r[k] for r in rows])) for k in rows[0]} if rows else {}
+def _per_key(rows: list[dict[str, float]], stat: Callable = np.mean) -> dict[str, float]:
+    """``stat`` (mean by default) of each metric over ``rows`` ({} for no rows)."""
+    return {k: float(stat([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
 def _by_pose(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -496,7 +493,7 @@ def _by_pose(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for e in results:
         if e.get('pose'):
             groups.setdefault(e['pose'], []).append({k: e['recon'][k] for k in METRIC_KEYS})
-    table = {pose: {'n_cases': len(rows), **_mean(rows)} for pose, rows in groups.items()}
+    table = {pose: {'n_cases': len(rows), **_per_key(rows)} for pose, rows in groups.items()}
     return dict(sorted(table.items(), key=lambda kv: -kv[1]['chamfer_cm']))
 
 
@@ -577,6 +574,8 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         if owned and callable(close):
             close()
     ok = [e for e in results if e['status'] == 'ok']
+    recon = [{k: e['recon'][k] for k in METRIC_KEYS} for e in results]
+    recon_ok = [{k: e['recon'][k] for k in METRIC_KEYS} for e in ok]
     summary: dict[str, Any] = {
         'data_dir': str(data_dir),
         'checkpoint': getattr(config, 'checkpoint', '') or 'shipped default',
@@ -596,17 +595,16 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
             'iou': f'volumetric IoU on a {iou_grid}-voxel (longest side) grid',
             'n_samples': n_samples,
         },
-        'mean': {'recon': _mean([{k: e['recon'][k] for k in METRIC_KEYS} for e in results]),
-                 'recon_ok_only': _mean([{k: e['recon'][k] for k in METRIC_KEYS} for e in ok])},
-        'median': {'recon': _median([{k: e['recon'][k] for k in METRIC_KEYS} for e in results])},
+        'mean': {'recon': _per_key(recon), 'recon_ok_only': _per_key(recon_ok)},
+        'median': {'recon': _per_key(recon, np.median)},
         'cases': results,
     }
     by_pose = _by_pose(results)
     if by_pose:
         summary['by_pose'] = by_pose
     if baseline:
-        summary['mean']['baseline'] = _mean([{k: e['baseline'][k] for k in METRIC_KEYS
-                                              + ('thickness_cm',)} for e in results])
+        summary['mean']['baseline'] = _per_key([{k: e['baseline'][k] for k in METRIC_KEYS
+                                                 + ('thickness_cm',)} for e in results])
     figure = np.concatenate(rows + [_colour_bar(rows[0].shape[1])], axis=0)
     cv2.imwrite(str(out / 'report.png'), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
     (out / 'results.json').write_text(json.dumps(summary, indent=1, default=_json_default))

@@ -5,19 +5,13 @@ Stage 1 trains the surface net (surface encoder + surface MLP, binary cross-entr
 logits); stage 2 freezes it and trains the colour net (colour encoder + colour MLP, L1 on RGB at
 surface points), as in PIFu / MonoPort.
 
-Data set layout (written by :mod:`monoport_ros.core.synthetic`)::
-
-    DATA/meta.json
-    DATA/samples/{subject:04d}_{yaw:03d}.npz   image (S,S,3) u8, mask (S,S) u8, points (N,3) f32,
-                                               labels (N,) u8 (1 = inside), color_points (M,3) f32,
-                                               colors (M,3) u8, subject ()
-
-Points are in model space ``[-1, 1]^3`` (x right, y up, z towards the camera), aligned with the
-crop. By default (``z_center: surface_median``) depth is re-centred per sample on the median z of
-its surface points, so trained networks place the body's median surface depth at z = 0; a mesh
-that needs the files' convention (z = 0 at the centre of its 3D bounding box) is shifted by its
-own bounding-box centre after meshing. After each stage the encoder's BatchNorm statistics are
-re-estimated over ``bn_batches`` batches (precise BN).
+The data set's layout and the per-sample preparation live in
+:mod:`monoport_ros.core.training_data`. Points are in model space ``[-1, 1]^3`` (x right, y up, z
+towards the camera), aligned with the crop. By default (``z_center: surface_median``) depth is
+re-centred per sample on the median z of its surface points, so trained networks place the body's
+median surface depth at z = 0; a mesh that needs the files' convention (z = 0 at the centre of its
+3D bounding box) is shifted by its own bounding-box centre after meshing. After each stage the
+encoder's BatchNorm statistics are re-estimated over ``bn_batches`` batches (precise BN).
 
 Online hard example mining (OHEM): every training sample keeps an IoU estimate, measured on the
 ``points_per_sample`` labelled points it contributes to a batch (threshold 0.5) and smoothed with

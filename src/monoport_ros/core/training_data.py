@@ -2,7 +2,14 @@
 Training samples: reading a data set's ``samples/*.npz``, augmenting them and batching them.
 
 A sample holds a rendered view of a subject (image, person mask) and labelled points in model
-space (see :mod:`monoport_ros.core.training` for the layout). :func:`prepare_sample` applies the
+space. Data set layout (written by :mod:`monoport_ros.core.synthetic`)::
+
+    DATA/meta.json
+    DATA/samples/{subject:04d}_{yaw:03d}.npz   image (S,S,3) u8, mask (S,S) u8, points (N,3) f32,
+                                               labels (N,) u8 (1 = inside), color_points (M,3) f32,
+                                               colors (M,3) u8, subject ()
+
+:func:`prepare_sample` applies the
 same geometric change to the image and the points, :func:`depth_negatives` adds points behind or
 in front of the body in its own columns, and :func:`collate` stacks samples into a batch.
 """
