@@ -11,24 +11,25 @@ import trimesh
 
 from monoport_ros import cli
 from monoport_ros.core import evaluation as ev
+from monoport_ros.core import metrics
 from monoport_ros.core.camera import OrthoCamera, PersonCrop
 
 SAMPLES = 5000
 GRID = 48
 
 
-def sphere(radius: float, centre=(0.0, 0.0, 0.0)) -> ev.Surface:
+def sphere(radius: float, centre=(0.0, 0.0, 0.0)) -> metrics.Surface:
     m = trimesh.creation.icosphere(subdivisions=4, radius=radius)
-    return ev.Surface(m.vertices + np.asarray(centre), m.faces)
+    return metrics.Surface(m.vertices + np.asarray(centre), m.faces)
 
 
 @pytest.fixture(scope='module')
-def ball() -> ev.Surface:
+def ball() -> metrics.Surface:
     return sphere(0.2)
 
 
 def test_identical_meshes(ball):
-    m = ev.mesh_metrics(ball, ball, n_samples=SAMPLES, iou_grid=GRID)
+    m = metrics.mesh_metrics(ball, ball, n_samples=SAMPLES, iou_grid=GRID)
     assert m['chamfer_cm'] < 0.01
     assert m['p2s_cm'] < 0.01
     assert abs(m['z_shift_cm']) < 0.1
@@ -37,7 +38,7 @@ def test_identical_meshes(ball):
 
 
 def test_sphere_one_centimetre_larger(ball):
-    m = ev.mesh_metrics(ball, sphere(0.21), n_samples=SAMPLES, iou_grid=GRID)
+    m = metrics.mesh_metrics(ball, sphere(0.21), n_samples=SAMPLES, iou_grid=GRID)
     assert m['chamfer_cm'] == pytest.approx(1.0, abs=0.03)
     assert m['p2s_cm'] == pytest.approx(1.0, abs=0.05)
     assert m['gt_to_recon_cm'] == pytest.approx(1.0, abs=0.05)
@@ -46,27 +47,27 @@ def test_sphere_one_centimetre_larger(ball):
 
 
 def test_best_z_shift_undoes_a_depth_offset(ball):
-    moved = ev.Surface(ball.vertices + [0.0, 0.0, 0.07], ball.faces)
-    m = ev.mesh_metrics(moved, ball, n_samples=SAMPLES, iou_grid=GRID)
+    moved = metrics.Surface(ball.vertices + [0.0, 0.0, 0.07], ball.faces)
+    m = metrics.mesh_metrics(moved, ball, n_samples=SAMPLES, iou_grid=GRID)
     assert m['z_shift_cm'] == pytest.approx(-7.0, abs=0.1)
     assert m['chamfer_cm'] < 0.05
     assert m['iou'] > 0.97
     # with the shift forced to zero the offset shows
-    unshifted = ev.mesh_metrics(moved, ball, z_shift=0.0, n_samples=SAMPLES, iou_grid=GRID)
+    unshifted = metrics.mesh_metrics(moved, ball, z_shift=0.0, n_samples=SAMPLES, iou_grid=GRID)
     assert unshifted['chamfer_cm'] > 2.0
 
 
 def test_xy_offset_is_not_forgiven(ball):
-    moved = ev.Surface(ball.vertices + [0.03, 0.0, 0.0], ball.faces)
-    m = ev.mesh_metrics(moved, ball, n_samples=SAMPLES, iou_grid=GRID)
+    moved = metrics.Surface(ball.vertices + [0.03, 0.0, 0.0], ball.faces)
+    m = metrics.mesh_metrics(moved, ball, n_samples=SAMPLES, iou_grid=GRID)
     assert m['chamfer_cm'] > 1.0
     assert abs(m['z_shift_cm']) < 0.5
 
 
 def test_flipped_mesh_normal_consistency(ball):
     """Signed consistency is -1 for an inside-out copy; |cos| and the distances do not change."""
-    flipped = ev.Surface(ball.vertices, ball.faces[:, ::-1])
-    m = ev.mesh_metrics(flipped, ball, n_samples=SAMPLES, iou_grid=GRID)
+    flipped = metrics.Surface(ball.vertices, ball.faces[:, ::-1])
+    m = metrics.mesh_metrics(flipped, ball, n_samples=SAMPLES, iou_grid=GRID)
     assert m['normal_consistency'] < -0.99
     assert m['normal_consistency_abs'] > 0.99
     assert m['chamfer_cm'] < 0.01
@@ -77,18 +78,18 @@ def test_iou_of_mesh_with_holes(ball):
     """A reconstruction with missing triangles is still mostly 'inside' (voted ray parity)."""
     keep = np.ones(len(ball.faces), bool)
     keep[::40] = False                                   # 2.5 % of the faces removed
-    holed = ev.Surface(ball.vertices, ball.faces[keep])
+    holed = metrics.Surface(ball.vertices, ball.faces[keep])
     assert not holed.watertight and ball.watertight
-    assert ev.volumetric_iou(holed, ball, grid=GRID) > 0.95
+    assert metrics.volumetric_iou(holed, ball, grid=GRID) > 0.95
 
 
 def test_bad_meshes_raise():
     with pytest.raises(ValueError, match='no faces'):
-        ev.Surface(np.zeros((3, 3)), np.zeros((0, 3), int))
+        metrics.Surface(np.zeros((3, 3)), np.zeros((0, 3), int))
     with pytest.raises(ValueError, match='out of range'):
-        ev.Surface(np.eye(3), np.array([[0, 1, 5]]))
+        metrics.Surface(np.eye(3), np.array([[0, 1, 5]]))
     with pytest.raises(ValueError, match='zero area'):
-        ev.Surface(np.zeros((3, 3)), np.array([[0, 1, 2]]))
+        metrics.Surface(np.zeros((3, 3)), np.array([[0, 1, 2]]))
 
 
 # --- a box "person" seen by a small orthographic camera ----------------------------------------
@@ -98,10 +99,10 @@ BOX_EXTENTS = (0.4, 0.8, 0.12)
 BOX_CENTRE = (0.05, 0.0, 0.0)
 
 
-def box_surface(thickness: float = BOX_EXTENTS[2]) -> ev.Surface:
+def box_surface(thickness: float = BOX_EXTENTS[2]) -> metrics.Surface:
     m = trimesh.creation.box(extents=(BOX_EXTENTS[0], BOX_EXTENTS[1], thickness))
     m = m.subdivide().subdivide()
-    return ev.Surface(m.vertices + np.asarray(BOX_CENTRE), m.faces)
+    return metrics.Surface(m.vertices + np.asarray(BOX_CENTRE), m.faces)
 
 
 def box_mask() -> np.ndarray:
@@ -137,7 +138,7 @@ def test_baseline_recovers_box_thickness():
     assert surf.watertight
 
 
-def _write_case(d, image: np.ndarray, gt: ev.Surface) -> None:
+def _write_case(d, image: np.ndarray, gt: metrics.Surface) -> None:
     d.mkdir(parents=True)
     cv2.imwrite(str(d / 'image.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     CAM.save(d / 'camera.json')
@@ -155,7 +156,7 @@ def make_dataset(root):
     return gt
 
 
-def stub_reconstruct(gt: ev.Surface, dz: float = 0.05):
+def stub_reconstruct(gt: metrics.Surface, dz: float = 0.05):
     """Stands in for Reconstructor: the ground truth, in model space, pushed back by ``dz``."""
     def run(rgb: np.ndarray) -> SimpleNamespace:
         mask = rgb[..., 0] > 150
