@@ -4,7 +4,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
-from monoport_ros.core import synthetic
+from monoport_ros.core import people, synthetic
 from monoport_ros.core.segmentation import PersonSegmenter
 import numpy as np
 import pytest
@@ -23,7 +23,7 @@ def full_body():
     cases = []
     for i, bg in enumerate(synthetic.BACKGROUNDS):
         rng = np.random.default_rng(200 + i)
-        person = synthetic.make_person(rng)
+        person = people.make_person(rng)
         r = synthetic.render_person(person, float(rng.uniform(0, 360)), (640, 480), rng,
                                     background=bg)
         cases.append((r['image'], r['mask']))
@@ -36,7 +36,7 @@ def close_up():
     cases = []
     for i in range(4):
         rng = np.random.default_rng(300 + i)
-        person = synthetic.make_person(rng)
+        person = people.make_person(rng)
         r = synthetic.render_person(person, float(rng.uniform(-45, 45)), (384, 512), rng,
                                     background=('flat', 'gradient')[i % 2],
                                     height_fraction=(0.85, 0.95))
@@ -72,7 +72,7 @@ def test_selfie_model_on_close_ups(close_up):
 
 def test_video_mode_tracks_a_turning_person():
     rng = np.random.default_rng(7)
-    person = synthetic.make_person(rng)
+    person = people.make_person(rng)
     bg = synthetic.make_background(480, 640, rng, 'gradient')
     with PersonSegmenter('pose', video=True) as seg:
         for k in range(6):

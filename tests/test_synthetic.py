@@ -9,14 +9,15 @@ import pytest
 import trimesh
 
 from monoport_ros.cli import build_parser, main
+from monoport_ros.core import people
 from monoport_ros.core import synthetic as syn
 from monoport_ros.core.camera import OrthoCamera
 from monoport_ros.core.o3d import o3d
 
 
 @pytest.fixture(scope='module')
-def person() -> syn.Person:
-    return syn.make_person(np.random.default_rng(7), pose='walk')
+def person() -> people.Person:
+    return people.make_person(np.random.default_rng(7), pose='walk')
 
 
 def _winding_number(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -49,8 +50,8 @@ def test_mesh_is_watertight_person_sized_and_upright(person):
     assert person.face_colors.shape == (len(person.faces), 3)
     assert person.face_colors.dtype == np.uint8
     # y is up: the head is at the top and the feet at the bottom
-    head = person.face_parts == syn.PARTS.index('head')
-    feet = person.face_parts == syn.PARTS.index('foot')
+    head = person.face_parts == people.PARTS.index('head')
+    feet = person.face_parts == people.PARTS.index('foot')
     tri_y = person.vertices[person.faces][:, :, 1].mean(axis=1)
     assert tri_y[head].mean() > 1.2 and tri_y[feet].mean() < 0.2
 
@@ -58,15 +59,15 @@ def test_mesh_is_watertight_person_sized_and_upright(person):
 def test_person_faces_the_camera(person):
     """The toes and the face point towards +z (the camera) at yaw 0."""
     cen = person.vertices[person.faces].mean(axis=1)
-    feet = person.face_parts == syn.PARTS.index('foot')
-    shin = person.face_parts == syn.PARTS.index('shin')
+    feet = person.face_parts == people.PARTS.index('foot')
+    shin = person.face_parts == people.PARTS.index('shin')
     assert cen[feet, 2].max() > cen[shin, 2].max() + 0.05
 
 
 def test_make_person_is_reproducible_and_varied():
-    a = syn.make_person(np.random.default_rng(3))
-    b = syn.make_person(np.random.default_rng(3))
-    c = syn.make_person(np.random.default_rng(4))
+    a = people.make_person(np.random.default_rng(3))
+    b = people.make_person(np.random.default_rng(3))
+    c = people.make_person(np.random.default_rng(4))
     np.testing.assert_array_equal(a.vertices, b.vertices)
     np.testing.assert_array_equal(a.face_colors, b.face_colors)
     assert not np.allclose(a.vertices, c.vertices)
@@ -159,7 +160,7 @@ def test_occupancy_counts_overlapping_shells_as_inside():
 def test_bad_inputs():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match='pose'):
-        syn.make_person(rng, pose='moonwalk')
+        people.make_person(rng, pose='moonwalk')
     with pytest.raises(ValueError, match='background'):
         syn.make_background(10, 10, rng, 'stripes')
     with pytest.raises(ValueError, match='yaw_step'):

@@ -285,8 +285,8 @@ def test_bad_dataset_errors(tmp_path):
 def test_depth_negatives_are_outside_a_real_body():
     """Depth negatives from a rendered anny person, checked against its mesh (Open3D)."""
     from monoport_ros.core.preprocess import crop_person
-    from monoport_ros.core.synthetic import (make_person, occupancy, render_person,
-                                             sample_surface)
+    from monoport_ros.core.people import make_person
+    from monoport_ros.core.synthetic import occupancy, render_person, sample_surface
     from monoport_ros.core.training_data import depth_negatives
     rng = np.random.default_rng(5)
     person = make_person(rng)
