@@ -26,7 +26,7 @@ from scipy.optimize import minimize_scalar
 from skimage.measure import marching_cubes
 
 from .camera import OrthoCamera
-from .metrics import THREADS, Surface, best_z_shift, mesh_metrics, z_vector
+from .metrics import THREADS, Surface, best_z_shift, mesh_metrics, sampled_chamfer, z_vector
 from .o3d import o3d
 
 CASE_FILES = ('image.png', 'camera.json', 'gt.ply')
@@ -117,8 +117,7 @@ def extrusion_baseline(mask: np.ndarray, camera: OrthoCamera, gt: Surface,
             dz = best_z_shift(s, gt, n=2000, seed=seed)
             pr, _ = s.sample(2000, seed + 4)
             pg, _ = gt.sample(2000, seed + 5)
-            shift = z_vector(dz)
-            d = 0.5 * (gt.distance(pr + shift).mean() + s.distance(pg - shift).mean())
+            d = sampled_chamfer(s, gt, pr, pg, dz)
             cache[t] = (d, dz)
         return cache[t][0]
 

@@ -97,6 +97,14 @@ def z_vector(dz: float) -> np.ndarray:
     return np.array([0.0, 0.0, dz])
 
 
+def sampled_chamfer(recon: Surface, gt: Surface, recon_points: np.ndarray,
+                    gt_points: np.ndarray, dz: float) -> float:
+    """Chamfer distance (metres) of ``recon`` moved by ``dz`` along z, on given surface samples."""
+    shift = z_vector(dz)
+    return 0.5 * (gt.distance(recon_points + shift).mean()
+                  + recon.distance(gt_points - shift).mean())
+
+
 def best_z_shift(recon: Surface, gt: Surface, n: int = 4000, seed: int = 0,
                  step: float = 0.04) -> float:
     """
@@ -111,8 +119,7 @@ def best_z_shift(recon: Surface, gt: Surface, n: int = 4000, seed: int = 0,
     m = max(1, n // 4)
 
     def chamfer(dz: float, k: int = n) -> float:
-        shift = z_vector(dz)
-        return 0.5 * (gt.distance(pr[:k] + shift).mean() + recon.distance(pg[:k] - shift).mean())
+        return sampled_chamfer(recon, gt, pr[:k], pg[:k], dz)
 
     rb, gb = recon.bounds, gt.bounds
     start = 0.5 * (gb[0, 2] + gb[1, 2]) - 0.5 * (rb[0, 2] + rb[1, 2])
