@@ -6,7 +6,9 @@ runs on ``cuda:0`` and colour on ``cuda:1``, or on ``cuda:0`` twice with a singl
 model reconstructs a pre-masked synthetic figure (segmentation off, so both runs see the same
 mask); GPU results must match the CPU run within float tolerances (TF32 off for that comparison).
 The tolerances pass for a relative weight perturbation of 1e-3 and fail for 3e-3 (checked on a
-CPU), so a wrong device, stale tensor or mixed-up frame shows.
+CPU), so a wrong device, stale tensor or mixed-up frame shows. The occupancy volume stays on the
+geometry device: localization there must ask the same points and give the same volume as on the
+CPU (analytic shapes), and rendering from it the same images.
 """
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ import torch
 
 from monoport_ros.core.checkpoint import load_model
 from monoport_ros.core.config import MonoPortConfig
+from monoport_ros.core.localization import LocalizedVolume, dense_occupancy, localize_surface
 from monoport_ros.core.pipeline import TwoDevicePipeline
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, Reconstruction, Reconstructor
+from monoport_ros.core.rendering import render_view
+from shapes import SHAPES
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -77,6 +82,8 @@ def test_networks_and_features_live_on_the_configured_devices(net):
         assert (rec.col_net is rec.geo_net) == (geo == col)
         g = rec.geometry(figure())
         assert g.person and g.features.device == torch.device(geo)
+        # the occupancy volume stays where it was localized
+        assert g.volume.values.device == g.volume.queried.device == torch.device(geo)
         out = rec.color(g)
     # everything handed to the caller is on the host
     for arr in (out.vertices, out.faces, out.vertex_colors, out.points, out.point_colors,
@@ -110,6 +117,47 @@ def assert_same_reconstruction(gpu: Reconstruction, ref: Reconstruction) -> None
         b = ref.views[view].astype(np.float32)
         assert a.shape == b.shape and a.max() > 0
         assert np.abs(a - b).mean() < 1.0, (view, np.abs(a - b).mean())   # of 255
+
+
+def _on_device(field):
+    """Wrap an analytic field (written for host tensors) to be asked from any device."""
+    return lambda p: field(p.cpu()).to(p.device)
+
+
+@pytest.mark.parametrize('name', sorted(SHAPES))
+def test_localization_on_the_gpu_equals_the_cpu_and_dense(name):
+    field = SHAPES[name]
+    cpu = localize_surface(field, 64, 3)
+    gpu = localize_surface(_on_device(field), 64, 3, device='cuda:0')
+    assert gpu.values.device.type == 'cuda' and gpu.queried.device.type == 'cuda'
+    # same points asked, same values (0/1 fields: the upsampling is exact on both)
+    assert gpu.queries_per_level == cpu.queries_per_level
+    assert torch.equal(gpu.queried.cpu(), cpu.queried)
+    assert torch.equal(gpu.values.cpu(), cpu.values)
+    assert gpu.inside_bounds() == cpu.inside_bounds()
+    dense = dense_occupancy(_on_device(field), 64, device='cuda:0')
+    assert torch.equal(gpu.occupancy, dense.occupancy)
+
+
+@pytest.mark.parametrize('yaw', [0.0, 90.0, 30.0])
+def test_rendering_on_the_gpu_equals_the_cpu(yaw):
+    cpu = localize_surface(SHAPES['torus'], 64, 3)
+    gpu = LocalizedVolume(cpu.values.cuda(), cpu.queried.cuda(), cpu.resolution, cpu.threshold,
+                          box=cpu.box)
+
+    def colour(p):      # a smooth colour field, answered on the points' device
+        return (p * 0.5 + 0.5).clamp(0, 1)
+    for size in (64, 96):       # at and above the grid's ray count (resampled shading)
+        a = render_view(cpu, yaw, size, colour)
+        b = render_view(gpu, yaw, size, colour)
+        assert a.mask.sum() > 100
+        # quarter turns are exact axis swaps; other yaws resample the volume (float rounding)
+        assert (a.mask != b.mask).mean() <= (0 if yaw % 90 == 0 else 2e-3)
+        both = a.mask & b.mask
+        assert np.abs(a.depth[both] - b.depth[both]).max() < 1e-3
+        for x, y in ((a.color, b.color), (a.normals, b.normals)):
+            d = np.abs(x[both].astype(int) - y[both].astype(int))
+            assert d.mean() < 0.2 and np.percentile(d, 99) <= 2, (d.mean(), d.max())
 
 
 @pytest.fixture

@@ -58,15 +58,16 @@ def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
     want = mask_on_grid(crop_mask, res)[xs, ys]
     if not want.any():
         return 0
+    # the column scans run where the volume is; scipy's transforms on the host
     occ = (volume.values[box] > thr).view(torch.uint8)           # (X, Y, Z), no copy
     first = occ.argmax(dim=2)                                      # 0 also where none is inside
-    has = occ.gather(2, first[..., None])[..., 0].numpy().astype(bool)
+    has = occ.gather(2, first[..., None])[..., 0].cpu().numpy().astype(bool)
     missing = want & ~has
     if not missing.any():
         return 0
     n_z = occ.shape[2]
-    last = n_z - 1 - occ.flip(2).argmax(dim=2).numpy()
-    mid = 0.5 * (first.numpy() + last)
+    last = n_z - 1 - occ.flip(2).argmax(dim=2).cpu().numpy()
+    mid = 0.5 * (first.cpu().numpy() + last)
     # nearest column with geometry (its mid-depth is the centre) and the distance to the mask edge
     _, (nx, ny) = ndimage.distance_transform_edt(~has, return_indices=True)
     half_depth = ndimage.distance_transform_edt(want)
@@ -85,10 +86,11 @@ def fill_silhouette(volume: LocalizedVolume, crop_mask: np.ndarray) -> int:
     z = z.astype(np.int64) + box[2].start                        # grid index (may leave the box)
     keep = (z >= 0) & (z <= res)
     col = np.broadcast_to(np.arange(len(cx))[:, None], z.shape)[keep]
-    ix = torch.from_numpy(cx[col] + xs.start)
-    iy = torch.from_numpy(cy[col] + ys.start)
-    iz = torch.from_numpy(z[keep])
-    new = torch.from_numpy(profile[keep])
+    dev = volume.values.device
+    ix = torch.from_numpy(cx[col] + xs.start).to(dev)
+    iy = torch.from_numpy(cy[col] + ys.start).to(dev)
+    iz = torch.from_numpy(z[keep]).to(dev)
+    new = torch.from_numpy(profile[keep]).to(dev)
     volume.values[ix, iy, iz] = torch.maximum(volume.values[ix, iy, iz], new)
     # Meshing skips cells with an unqueried corner (see core.meshing): trust the filled voxels
     # and their neighbours across x and y, so the new surface closes on all sides.

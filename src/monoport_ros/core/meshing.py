@@ -43,7 +43,7 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
         return SurfaceMesh.nothing()
     start = [b.start - b.start % stride for b in box]        # stay on the coarser grid
     box = tuple(slice(s0, b.stop, stride) for s0, b in zip(start, box))
-    sub = volume.values[box].numpy()
+    sub = volume.values[box].cpu().numpy()          # scikit-image meshes on the host
     padded = np.pad(sub, 1, mode='constant', constant_values=0.0)
     mask = _surface_cells(volume, box) if stride == 1 else None
     verts, faces, _, _ = marching_cubes(padded, level=volume.threshold, allow_degenerate=False,
@@ -65,7 +65,7 @@ def _surface_cells(volume: LocalizedVolume, box: tuple[slice, slice, slice]) -> 
     halves its time at 256^3 with the same mesh. Trusted as well: the box's edges (outside it is
     outside, unqueried) and the padding, so shapes touching either are still closed.
     """
-    mask = volume.queried[box].numpy().copy()
+    mask = np.array(volume.queried[box].cpu().numpy())      # a copy, from any device
     inner = []
     for b, loc, n in zip(box, volume.box, mask.shape):
         lo = min(max(loc.start + 1 - b.start, 0), n)

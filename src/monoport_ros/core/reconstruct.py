@@ -4,8 +4,9 @@ Single-image reconstruction: image -> person crop -> features -> occupancy -> su
 Split in three stages so that they can overlap between frames and run on two devices
 (:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.prepare` (segmentation and crop, CPU),
 :meth:`Reconstructor.geometry` (surface encoder and surface localization on ``geometry_device``)
-and :meth:`Reconstructor.color` (colour encoder, meshing, vertex colours, direct rendering on
-``color_device``).
+and :meth:`Reconstructor.color` (colour encoder and colour queries on ``color_device``; meshing,
+components and the silhouette fill on the host). The occupancy volume stays on the geometry
+device, so the direct rendering's ray search runs there too and only images come back.
 """
 from __future__ import annotations
 
@@ -305,9 +306,10 @@ class Reconstructor:
                     out[in_hull] = net.occupancy(feats, p)[0]
             return out
 
+        # the volume lives on the geometry device (the localization's bookkeeping runs there)
         volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold,
                                   region=hull_region(hull_np, cfg.resolution),
-                                  buffers=self._buffers.take(cfg.resolution))
+                                  buffers=self._buffers.take(cfg.resolution, dev), device=dev)
         t3 = time.perf_counter()
         encode_ms = (t2 - t1) * 1e3
         if events:      # localization has synchronized already: the encoder is done

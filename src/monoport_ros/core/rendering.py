@@ -7,7 +7,8 @@ occupancy gradient there, and colour is queried only at those visible points. No
 
 A view ``yaw`` looks at the model-space origin from direction ``(sin yaw, 0, cos yaw)`` (yaw 0 =
 the input camera); image right is ``(cos yaw, 0, -sin yaw)``, image up is +y. The image covers
-model ``[-1, 1]^2`` like the input crop.
+model ``[-1, 1]^2`` like the input crop. The work runs on the volume's device (on a GPU only the
+finished images come back to the host).
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def view_axes(yaw_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return right, up, toward
 
 
+def _axes(yaw_deg: float, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """:func:`view_axes` as float32 tensors on ``device``."""
+    return tuple(torch.tensor(a, dtype=torch.float32, device=device) for a in view_axes(yaw_deg))
+
+
 def _sample(values: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     """Trilinear sample of an ``[ix, iy, iz]`` volume at model-space points (..., 3); 0 outside."""
     grid = pts.flip(-1).reshape(1, 1, 1, -1, 3)        # grid_sample wants (z, y, x) -> (D, H, W)
@@ -88,8 +94,8 @@ def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg:
             # a flipped axis: view index j <-> model index n - 1 - j
             return n - box[axis].stop if flip else box[axis].start
         return v, (start(x_axis, x_flip), box[1].start, start(z_axis, z_flip))
-    right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
-    # view-grid index range that covers the box's 8 corners (one sample of slack)
+    # view-grid index range that covers the box's 8 corners (one sample of slack), on the host
+    right, up, toward = _axes(yaw_deg, torch.device('cpu'))
     lo = torch.tensor([b.start for b in box], dtype=torch.float32) * (2.0 / (n - 1)) - 1.0
     hi = torch.tensor([b.stop - 1 for b in box], dtype=torch.float32) * (2.0 / (n - 1)) - 1.0
     corners = torch.stack([torch.where(torch.tensor(c, dtype=torch.bool), hi, lo) for c in
@@ -100,7 +106,8 @@ def _view_volume(values: torch.Tensor, box: tuple[slice, slice, slice], yaw_deg:
         c = corners @ axis / extent
         ranges.append((max(int(math.floor((float(c.min()) + 1) * scale)) - 1, 0),
                        min(int(math.ceil((float(c.max()) + 1) * scale)) + 2, n)))
-    lin = [torch.linspace(-1.0, 1.0, samples)[a:b] for a, b in ranges]
+    right, up, toward = _axes(yaw_deg, values.device)
+    lin = [torch.linspace(-1.0, 1.0, samples, device=values.device)[a:b] for a, b in ranges]
     xv, yv, zv = torch.meshgrid(lin[0], lin[1], lin[2] * math.sqrt(2.0), indexing='ij')
     pts = xv[..., None] * right + yv[..., None] * up + zv[..., None] * toward
     return _sample(values, pts), tuple(a for a, _ in ranges)
@@ -118,14 +125,15 @@ def _first_hits(volume: LocalizedVolume, yaw_deg: float) -> tuple[torch.Tensor, 
     n = volume.resolution + 1
     # only the occupied box (plus a sample for the sub-voxel step) is traced
     box = volume.inside_bounds(margin=1)
-    hit = torch.zeros((n, n), dtype=torch.bool)
-    z_view = torch.zeros((n, n))
+    dev = volume.values.device
+    hit = torch.zeros((n, n), dtype=torch.bool, device=dev)
+    z_view = torch.zeros((n, n), device=dev)
     z_extent = 1.0 if _quarter_turns(yaw_deg) is not None else math.sqrt(2.0)
     if box is not None:
         v, (ox, oy, oz) = _view_volume(volume.values, box, yaw_deg, n)
         nz = v.shape[2]
         # highest z inside along each ray: the largest (z + 1) among inside samples (0: none)
-        depth_code = torch.arange(1, nz + 1, dtype=torch.int16)
+        depth_code = torch.arange(1, nz + 1, dtype=torch.int16, device=dev)
         top = ((v > thr) * depth_code).amax(dim=2)
         first = (top.to(torch.int64) - 1).clamp(min=0)
         nxt = (first + 1).clamp(max=nz - 1)
@@ -152,9 +160,9 @@ def _resize(t: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 
 def _image_points(mask: torch.Tensor, depth: torch.Tensor, yaw_deg: float) -> torch.Tensor:
     """Model-space points (K, 3) of the ``mask`` pixels (row-major) at their view depth."""
-    lin = torch.linspace(-1.0, 1.0, mask.shape[0])
+    lin = torch.linspace(-1.0, 1.0, mask.shape[0], device=mask.device)
     rows, cols = mask.nonzero(as_tuple=True)
-    right, up, toward = (torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg))
+    right, up, toward = _axes(yaw_deg, mask.device)
     return (lin[cols, None] * right + lin[-1 - rows, None] * up
             + depth[rows, cols][:, None] * toward)
 
@@ -163,10 +171,10 @@ def _shade(volume: LocalizedVolume, pts: torch.Tensor, yaw_deg: float,
            color_fn: ColorFn | None) -> tuple[torch.Tensor, torch.Tensor]:
     """View-space normals (K, 3) and colours (K, 3) in [0, 1] of visible points ``pts``."""
     normals_w = surface_normals(volume.values, pts, volume.resolution)
-    basis = torch.stack([torch.tensor(a, dtype=torch.float32) for a in view_axes(yaw_deg)])
+    basis = torch.stack(_axes(yaw_deg, pts.device))
     normals_v = normals_w @ basis.T                                            # world -> view
     if color_fn is not None and pts.shape[0]:
-        rgb = color_fn(pts).to('cpu', torch.float32).clamp(0, 1)
+        rgb = color_fn(pts).to(pts.device, torch.float32).clamp(0, 1)
     else:   # no colour net: Lambertian grey from the normal
         rgb = (0.25 + 0.75 * normals_v[:, 2:].clamp(min=0)).expand(-1, 3)
     return normals_v, rgb
@@ -190,8 +198,9 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     pts = _image_points(mask, depth, yaw_deg)
     if size > n:
         normals_g, rgb_g = _shade(volume, _image_points(hit, z_grid, yaw_deg), yaw_deg, color_fn)
-        shading = torch.zeros((7, n, n))
-        shading[:, hit] = torch.cat([normals_g, rgb_g, torch.ones((len(rgb_g), 1))], dim=1).T
+        shading = torch.zeros((7, n, n), device=hit.device)
+        ones = torch.ones((len(rgb_g), 1), device=hit.device)
+        shading[:, hit] = torch.cat([normals_g, rgb_g, ones], dim=1).T
         shading = _resize(shading, size, 'bilinear')[:, mask]                 # (7, K)
         # each mask pixel's nearest ray is a hit, so its bilinear weight of hit rays is > 0
         shading = shading[:6] / shading[6].clamp(min=1e-6)
@@ -200,25 +209,26 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
         rgb = shading[3:].clamp(0, 1).T
     else:
         normals_v, rgb = _shade(volume, pts, yaw_deg, color_fn)
-    mask_np = mask.numpy()
+    mask_np = mask.cpu().numpy()
     normal_img = np.zeros((size, size, 3), np.uint8)
     normal_img[mask_np] = (((normals_v * 0.5 + 0.5).clamp(0, 1) * 255).round()
-                           .to(torch.uint8).numpy())
+                           .to(torch.uint8).cpu().numpy())
     color_img = np.zeros((size, size, 3), np.uint8)
-    color_img[mask_np] = (rgb * 255).round().to(torch.uint8).numpy()
+    color_img[mask_np] = (rgb * 255).round().to(torch.uint8).cpu().numpy()
     depth = (torch.where(mask, depth, torch.full_like(depth, float('nan')))
-             .numpy().astype(np.float32))
-    return RenderedView(color_img, normal_img, depth, mask_np, pts.numpy().astype(np.float32))
+             .cpu().numpy().astype(np.float32))
+    return RenderedView(color_img, normal_img, depth, mask_np,
+                        pts.cpu().numpy().astype(np.float32))
 
 
 def surface_normals(values: torch.Tensor, pts: torch.Tensor, resolution: int) -> torch.Tensor:
     """Outward unit normals (N, 3): minus the occupancy gradient by central differences."""
     if pts.shape[0] == 0:
-        return torch.zeros((0, 3))
+        return torch.zeros((0, 3), device=pts.device)
     h = 2.0 / resolution
     grads = []
     for axis in range(3):
-        off = torch.zeros(3)
+        off = torch.zeros(3, device=pts.device)
         off[axis] = h
         grads.append(_sample(values, pts + off) - _sample(values, pts - off))
     g = -torch.stack(grads, dim=-1)
