@@ -130,6 +130,9 @@ def main() -> int:
     ap.add_argument('--frames-in-flight', type=int, default=0,
                     help='frames inside the pipeline at once (0 = the config default, auto)')
     ap.add_argument('--resolutions', default='128,256')
+    ap.add_argument('--octree-depth', type=int, default=0,
+                    help='localization levels (0 = the default for each resolution; 1 = dense '
+                         'in the hull box)')
     ap.add_argument('--checkpoint', default='')
     ap.add_argument('--geometry-device', default='cpu')
     ap.add_argument('--color-device', default='cpu')
@@ -162,15 +165,18 @@ def main() -> int:
         row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}',
                    segmentation=not args.no_segmentation, machine_reference=reference)
         if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
+            # the volume stays on the geometry device: the render's ray search runs there, its
+            # colour queries on the colour device
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
                                     'components': 'cpu', 'fill': 'cpu', 'color': col,
-                                    'mesh': 'cpu', 'render': col}
+                                    'mesh': 'cpu', 'render': geo if geo == col else f'{geo}+{col}'}
         print(json.dumps(row) if args.json else row, flush=True)
 
     for res in (int(r) for r in args.resolutions.split(',')):
-        cfg = MonoPortConfig(resolution=res, octree_depth=octree_depth_for(res),
+        depth = args.octree_depth or octree_depth_for(res)
+        cfg = MonoPortConfig(resolution=res, octree_depth=depth,
                              **{**base, 'segmentation_tracking': args.tracking})
-        emit({'resolution': res, 'octree_levels': octree_depth_for(res),
+        emit({'resolution': res, 'octree_levels': depth,
               'segmentation_tracking': args.tracking, 'precision': args.precision,
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
@@ -198,7 +204,7 @@ def main() -> int:
                 return occ * sample_features(hull, pts[None, :, :2], mode='nearest')[0, :, 0]
             t0 = time.perf_counter()
             with torch.inference_mode():
-                dense = dense_occupancy(every_point, 128)
+                dense = dense_occupancy(every_point, 128, device=a.features.device)
             dense_t.append((time.perf_counter() - t0) * 1e3)
             fast_t.append(a.timings_ms['localize'])
             box_t.append(b.timings_ms['localize'])
