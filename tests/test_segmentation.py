@@ -81,6 +81,27 @@ def test_video_mode_tracks_a_turning_person():
             assert _iou(seg.segment(r['image']), r['mask']) > 0.9
 
 
+def test_video_mode_finds_the_person_right_after_a_cut():
+    # a cut to another person elsewhere in the frame: the tracked region is empty, and the
+    # segmenter must find the new person in that same frame, not one frame later
+    shots = []
+    for seed, left in ((11, True), (12, False), (13, True)):
+        rng = np.random.default_rng(seed)
+        person = people.make_person(rng)
+        r = synthetic.render_person(person, float(rng.uniform(-30, 30)), (640, 480), rng,
+                                    background='gradient', height_fraction=(0.6, 0.7))
+        cols = np.flatnonzero(r['mask'].any(axis=0))
+        shift = (40 - cols[0]) if left else (600 - cols[-1])     # to one side of the frame
+        m = np.float32([[1, 0, shift], [0, 1, 0]])
+        image = cv2.warpAffine(r['image'], m, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+        mask = cv2.warpAffine(r['mask'].astype(np.uint8), m, (640, 480)) > 0
+        shots.append((image, mask))
+    with PersonSegmenter('pose', video=True) as seg:
+        for image, truth in shots:
+            for _ in range(3):              # each shot lasts a few frames
+                assert _iou(seg.segment(image), truth) > 0.85
+
+
 @pytest.mark.parametrize('model', ['pose', 'selfie'])
 def test_blank_images_give_empty_masks(model):
     with PersonSegmenter(model) as seg:

@@ -6,7 +6,8 @@ Two models are available, both through MediaPipe's ``solutions`` API (mediapipe 
 * ``'pose'`` (default): BlazePose full (``pose_landmark_full.tflite``) with its segmentation head.
   It first detects the person, then segments inside a crop around them, so it handles small,
   full-body people well. ``video=True`` tracks the person from frame to frame (skips the detector
-  and smooths the mask over time), which is several times faster than per-image detection.
+  and smooths the mask over time), which is faster than per-image detection; where the tracked
+  region holds nobody, the same frame is processed again, with the detector.
 * ``'selfie'``: the selfie segmentation model (``selfie_segmentation.tflite``, 256x256 input, the
   whole frame at once). Much faster, good for people who fill the frame, poor for small full-body
   figures.
@@ -58,6 +59,7 @@ class PersonSegmenter:
         self.video = bool(video)
         self.keep_largest = bool(keep_largest)
         self._lock = threading.Lock()
+        self._tracking = False          # video mode, and the last frame had a person
         if model == 'pose':
             from mediapipe.python.solutions import pose
 
@@ -77,7 +79,15 @@ class PersonSegmenter:
         with self._lock:
             if self._graph is None:
                 raise RuntimeError('PersonSegmenter is closed')
-            result = self._graph.process(np.ascontiguousarray(rgb))
+            image = np.ascontiguousarray(rgb)
+            result = self._graph.process(image)
+            if self._tracking and result.segmentation_mask is None:
+                # The tracked region held nobody (a cut, or the person left it): the graph
+                # detects again on its next frame, so hand it this frame once more. (Without a
+                # person in the last frame, the detector has just run: no second try.)
+                result = self._graph.process(image)
+            self._tracking = (self.video and self.model == 'pose'
+                              and result.segmentation_mask is not None)
         prob = result.segmentation_mask
         if prob is None:                      # the pose model found nobody
             return np.zeros(rgb.shape[:2], np.float32)
