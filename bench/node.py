@@ -3,7 +3,9 @@ Benchmark: monoport_node under a live image stream over real DDS.
 
 ``.venv/bin/python bench/node.py --json`` starts ``monoport_node`` as a subprocess (shipped model,
 reliable image QoS) on its own ROS domain, publishes the sample images from this process at
-``--rate`` Hz for ``--duration`` seconds while subscribing to the outputs (points, mesh_marker,
+``--rate`` Hz (a camera-like stream, each sample held a second while it drifts, since the node
+tracks the person; ``--per-image``: the samples cycling, each segmented on its own) for
+``--duration`` seconds while subscribing to the outputs (points, mesh_marker,
 mesh, render views, diagnostics), then keeps the images coming for ``--idle`` seconds with no
 output subscribers. It prints one JSON line: input and output rates, latency from the image stamp
 to each output (p50/p95), frame accounting from the node's diagnostics (newest-wins drops,
@@ -363,13 +365,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               for p in sorted(SAMPLES.glob('*.png'))]
     if not images:
         raise SystemExit(f'no sample images in {SAMPLES}')
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pipeline import run_stream, video_like
+    tracking = not args.per_image
+    if tracking:        # the node follows one person: a camera-like stream, as pipeline.py's
+        images = video_like(images)
     from monoport_ros.core.config import octree_depth_for
     levels = args.octree_depth or octree_depth_for(args.resolution)
     views = ['front', 'side', 'back']
     params = {'checkpoint': args.checkpoint, 'resolution': args.resolution,
               'octree_depth': levels, 'image_reliability': 'reliable',
               'render_views': views, 'geometry_device': args.geometry_device,
-              'color_device': args.color_device}
+              'color_device': args.color_device, 'segmentation_tracking': tracking}
     for item in args.param:
         name, sep, value = item.partition(':=')
         if not sep:
@@ -523,14 +530,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import rclpy
     import torch
     if args.compare_frames:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from pipeline import run_stream
-
         from monoport_ros.core.config import MonoPortConfig
         cfg = MonoPortConfig(resolution=args.resolution, octree_depth=levels,
                              checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                              color_device=args.color_device, render_views=views,
-                             segmentation_tracking=False)     # as pipeline.py
+                             segmentation_tracking=tracking)
         load_c = _load_avg()
         pipe = run_stream(cfg, images, args.compare_frames, args.rate)
         pipe['load_avg'] = {'start': load_c, 'end': _load_avg()}
@@ -561,6 +565,9 @@ def main() -> int:
     ap.add_argument('--checkpoint', default='', help='model file (default: shipped model)')
     ap.add_argument('--geometry-device', default='cpu')
     ap.add_argument('--color-device', default='cpu')
+    ap.add_argument('--per-image', action='store_true',
+                    help='segmentation_tracking off, the samples cycling (default: tracking over '
+                         'a video-like stream, as bench/pipeline.py)')
     ap.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
                     help='extra node parameter (YAML value), e.g. render_size:=128')
     ap.add_argument('--domain', type=int, default=0, help='ROS_DOMAIN_ID (0 = random)')

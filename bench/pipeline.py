@@ -5,7 +5,9 @@ Benchmark: the whole single-image path on the shipped model and the sample image
 fps, latency percentiles and per-stage times, run through the staged pipeline (stages overlap
 between frames) fed like a 30 Hz camera (newest frame wins, as in the node), plus a line with
 dense evaluation at 128 for the localization speed-up.
-``--tracking`` runs MediaPipe in video mode on a video-like stream made from the samples.
+As in the node, segmentation follows the person from frame to frame (``segmentation_tracking``), so
+the stream is video-like: each sample held for a second while it drifts (:func:`video_like`).
+``--per-image`` segments every frame on its own and cycles through the samples.
 Where MediaPipe is missing (a GPU machine with its own Python): ``--premask DIR`` writes the
 samples as the segmenter masks them (black background) on a machine that has it, and ``--images
 DIR --no-segmentation`` then times everything after segmentation on those images.
@@ -57,7 +59,7 @@ def write_premasked(images: list[np.ndarray], folder: str) -> None:
                         cv2.cvtColor(out.astype(np.uint8), cv2.COLOR_RGB2BGR))
 
 
-def video_like(images: list[np.ndarray], hold: int = 10) -> list[np.ndarray]:
+def video_like(images: list[np.ndarray], hold: int = 30) -> list[np.ndarray]:
     """Each image held for ``hold`` frames while it drifts 2 px per frame (a camera stream)."""
     out = []
     for img in images:
@@ -138,8 +140,9 @@ def main() -> int:
     ap.add_argument('--color-device', default='cpu')
     ap.add_argument('--precision', default='float32',
                     help='network arithmetic: float32 (default), bfloat16, float16, auto')
-    ap.add_argument('--tracking', action='store_true',
-                    help='segmentation_tracking on, over a video-like stream of the samples')
+    ap.add_argument('--per-image', action='store_true',
+                    help='segmentation_tracking off: each frame segmented on its own, the samples '
+                         'cycling (the default tracks the person over a video-like stream)')
     ap.add_argument('--mirror-average', action='store_true',
                     help='mirror_average on (the network also asked about the mirrored image)')
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
@@ -156,7 +159,8 @@ def main() -> int:
                 color_device=args.color_device, precision=args.precision,
                 segmentation=not args.no_segmentation, mirror_average=args.mirror_average,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
-    stream = video_like(images) if args.tracking else images
+    tracking = not args.per_image
+    stream = video_like(images) if tracking else images
     geo, col = args.geometry_device, args.color_device
     reference = machine_reference()     # this machine's speed right now (see bench/machine.py)
 
@@ -175,9 +179,9 @@ def main() -> int:
     for res in (int(r) for r in args.resolutions.split(',')):
         depth = args.octree_depth or octree_depth_for(res)
         cfg = MonoPortConfig(resolution=res, octree_depth=depth,
-                             **{**base, 'segmentation_tracking': args.tracking})
+                             **{**base, 'segmentation_tracking': tracking})
         emit({'resolution': res, 'octree_levels': depth,
-              'segmentation_tracking': args.tracking, 'precision': args.precision,
+              'segmentation_tracking': tracking, 'precision': args.precision,
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point

@@ -51,6 +51,8 @@ def generate_launch_description():
             'color_device': LaunchConfiguration('color_device'),
             # image_publisher is reliable; a best-effort reader can lose large images
             'image_reliability': 'reliable',
+            # a slideshow of unrelated images, not one camera stream: segment each on its own
+            'segmentation_tracking': 'false',
         }.items(),
     )
     return LaunchDescription([

@@ -5,7 +5,8 @@ Launch monoport_node on a camera topic, optionally with RViz.
 
 Node parameters come from ``params_file`` (default: the installed ``config/monoport.yaml``); the
 launch arguments named like a parameter (resolution, octree_depth, geometry_device, color_device,
-checkpoint, image_reliability) override it when given a non-empty value.
+precision, checkpoint, image_reliability, segmentation_tracking) override it when given a non-empty
+value.
 """
 import os
 
@@ -28,6 +29,7 @@ PARAMETER_ARGUMENTS = {
     'precision': str,
     'checkpoint': str,
     'image_reliability': str,
+    'segmentation_tracking': bool,
 }
 ARGUMENTS = [
     ('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to reconstruct'),
@@ -39,6 +41,8 @@ ARGUMENTS = [
     ('precision', '', 'network arithmetic: auto, float32, bfloat16, float16 (empty: params_file)'),
     ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),
     ('image_reliability', '', 'image QoS: best_effort or reliable (empty: from params_file)'),
+    ('segmentation_tracking', '', 'true: one camera stream (tracked segmentation); false: '
+     'unrelated images (empty: from params_file)'),
     ('params_file', os.path.join('<share>', 'config', 'monoport.yaml'),
      'YAML file with the monoport_node parameters'),
     ('namespace', '', 'namespace of the node'),
@@ -64,13 +68,22 @@ def _file_parameters(path: str, namespace: str) -> dict:
     return params
 
 
+def parameter_value(cast: type, text: str):
+    """Launch-argument text as a parameter value of type ``cast`` (bool: true/false only)."""
+    if cast is bool:
+        if text.lower() not in ('true', 'false'):
+            raise ValueError(f'expected true or false, got {text!r}')
+        return text.lower() == 'true'
+    return cast(text)
+
+
 def _launch_node(context, *args, **kwargs):
     namespace = LaunchConfiguration('namespace').perform(context)
     params = _file_parameters(LaunchConfiguration('params_file').perform(context), namespace)
     for name, cast in PARAMETER_ARGUMENTS.items():
         value = LaunchConfiguration(name).perform(context)
         if value != '':
-            params[name] = cast(value)
+            params[name] = parameter_value(cast, value)
     return [Node(
         package=PACKAGE,
         executable=NODE_NAME,

@@ -68,8 +68,14 @@ echo "demo: domain $ROS_DOMAIN_ID, $FRAMES frame(s) from $SOURCE at $RATE Hz -> 
 # is right for a live camera; the demo wants every sample reconstructed). image_reliability:
 # image_publisher publishes reliably; a best-effort reader loses images larger than Fast DDS's
 # shared-memory segment (512x512 rgb8 samples arrive fragmented over UDP, without repair).
+# segmentation_tracking: a folder of images is a slideshow of unrelated people, not one camera
+# stream, so each image is segmented on its own; a video keeps the node's default (tracking).
+TRACKING=true
+if [ -d "$SOURCE" ]; then TRACKING=false; fi
+case "${SOURCE,,}" in *.png|*.jpg|*.jpeg) TRACKING=false ;; esac
 "$BIN/monoport_node" --ros-args -p "output_dir:=$OUT" -p queue_size:=16 \
-  -p image_reliability:=reliable "${PARAMS[@]}" > "$OUT/node.log" 2>&1 &
+  -p image_reliability:=reliable -p "segmentation_tracking:=$TRACKING" "${PARAMS[@]}" \
+  > "$OUT/node.log" 2>&1 &
 NODE_PID=$!
 
 "$BIN/image_publisher" "$SOURCE" --rate "$RATE" --count "$FRAMES" --wait-for-subscribers 120 &

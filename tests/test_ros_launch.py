@@ -31,7 +31,7 @@ LAUNCH = REPO / 'launch'
 PKG = 'monoport_ros'
 NODE_ARGUMENTS = {'image_topic', 'camera_info_topic', 'resolution', 'octree_depth',
                   'geometry_device', 'color_device', 'precision', 'checkpoint',
-                  'image_reliability',
+                  'image_reliability', 'segmentation_tracking',
                   'params_file', 'namespace', 'use_rviz'}
 NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'params_file', 'namespace',
                            'use_rviz'}
@@ -205,14 +205,15 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
 
     (opaque,) = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
     values = {name: a.default_value for name, a in args.items()}
-    values.update(resolution='64', geometry_device='cuda:0', namespace='robot1')
+    values.update(resolution='64', geometry_device='cuda:0', namespace='robot1',
+                  segmentation_tracking='False')
     (node,) = opaque.function(_Context(values))
     assert (node.package, node.executable, node.name) == (PKG, 'monoport_node', 'monoport_node')
     assert node.executable in _console_scripts(setup_kwargs)
     assert node.namespace == 'robot1'
     (params,) = node.parameters
     expected = yaml.safe_load(params_file.read_text())['monoport_node']['ros__parameters']
-    expected.update(resolution=64, geometry_device='cuda:0')
+    expected.update(resolution=64, geometry_device='cuda:0', segmentation_tracking=False)
     assert params == expected
     P.config_from_values(params)                    # valid node parameters
     remaps = {src: dst.name for src, dst in node.remappings}
@@ -222,6 +223,15 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
     assert rviz.condition.predicate.name == 'use_rviz'
     assert rviz.arguments[0] == '-d' and Path(rviz.arguments[1]).is_file()
     assert Path(rviz.arguments[1]).is_relative_to(installed)
+
+
+def test_boolean_launch_arguments_are_parsed_not_cast(installed):
+    mod = _load(LAUNCH / 'monoport.launch.py')
+    assert mod.parameter_value(bool, 'false') is False      # bool('false') would be True
+    assert mod.parameter_value(bool, 'True') is True
+    with pytest.raises(ValueError, match='true or false'):
+        mod.parameter_value(bool, 'yes')
+    assert mod.parameter_value(int, '64') == 64
 
 
 def test_params_file_with_namespaced_or_wildcard_keys(installed, tmp_path):
@@ -263,6 +273,8 @@ def test_demo_launch_wires_source_node_and_rviz(installed, setup_kwargs):
     assert passed['image_topic'] == mod.IMAGE_TOPIC
     assert passed['camera_info_topic'] == mod.CAMERA_INFO_TOPIC
     assert passed['image_reliability'] == 'reliable'
+    # the demo's images are a slideshow of different people: no tracking between them
+    assert passed['segmentation_tracking'] == 'false'
     assert set(passed) <= NODE_ARGUMENTS
 
 

@@ -149,8 +149,9 @@ class MonoPortConfig:
     segmentation_model: str = _p('pose',
                                  'MediaPipe model: pose (full body, robust) or selfie (faster)',
                                  choices=('pose', 'selfie'), dynamic=False)
-    segmentation_tracking: bool = _p(False, 'Treat frames as a video stream (faster, for cameras)',
-                                     dynamic=False)
+    segmentation_tracking: bool = _p(True, 'Frames are one camera stream: MediaPipe follows the '
+                                     'person from frame to frame (faster); false for unrelated '
+                                     'images', dynamic=False)
     max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
                                hi=100_000_000)
     image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription',

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -307,7 +307,10 @@ class _DefaultReconstruct:
         from .config import MonoPortConfig
         from .reconstruct import Reconstructor
 
-        self.rec = Reconstructor(config if config is not None else MonoPortConfig())
+        # the cases are unrelated images, not a video: per-image segmentation
+        config = replace(config if config is not None else MonoPortConfig(),
+                         segmentation_tracking=False)
+        self.rec = Reconstructor(config)
 
     def __call__(self, rgb: np.ndarray) -> Any:
         return self.rec.reconstruct(rgb, outputs={'mesh', 'views', 'mask'})

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                             geometry_device=args.geometry_device, color_device=args.color_device,
                             render_views=[v for v in args.render_views.split(',') if v],
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,
-                            segmentation=not args.no_segmentation)
+                            segmentation=not args.no_segmentation,
+                            segmentation_tracking=False)        # one image, not a stream
     rgb = load_rgb(args.image)
     with Reconstructor(config) as reconstructor:
         rec = reconstructor.reconstruct(rgb)
