@@ -307,8 +307,8 @@ def localize_surface(query_fn: QueryFn, resolution: int, octree_depth: int, thre
     ``region``, only that index box (widened to the coarsest grid) is evaluated; the rest is
     outside. ``buffers`` (all-zero values, all-False queried, from :class:`VolumeBuffers`) are
     filled instead of new volumes. The volume and all bookkeeping live on ``device`` (the buffers'
-    device when given; ``query_fn`` gets points there): on a GPU, only the count of each round's
-    points comes back to the host, never the volume.
+    device when given; ``query_fn`` gets points there): on a GPU, only point counts and index
+    bounds come back to the host (a sync per round), never the volume or the network's answers.
     """
     if resolution < 2 or resolution & (resolution - 1):
         raise ValueError(f'resolution must be a power of two >= 2, got {resolution}')
