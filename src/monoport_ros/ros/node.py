@@ -171,7 +171,10 @@ class MonoPortNode(Node):
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
             f'octree_depth {self.config.octree_depth}, devices geometry={self.devices[0]} '
-            f'color={self.devices[1]}, views {self.config.render_views}')
+            f'color={self.devices[1]}, views {self.config.render_views}, segmentation '
+            + (f'{self.config.segmentation_model} '
+               f'({"tracking" if self.config.segmentation_tracking else "per image"})'
+               if self.config.segmentation else 'off (pre-masked input)'))
 
     def _output(self, msg_type: Any, topic: str) -> Any:
         """Create an output publisher: output_reliability, overridable per topic."""
