@@ -76,7 +76,8 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
 
     Newest frame wins in the pipeline's inbox, as in the node; latency runs from a frame's submit
     to its result. Returns fps (results per second), latency percentiles, stage means, this
-    process's CPU use (percent of one core, CPU-ms per result), the machine's CPU use, drops.
+    process's CPU use (percent of one core, CPU-ms per result), the machine's CPU use, drops,
+    failures and results without a person.
     """
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
@@ -120,7 +121,9 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
             'cpu_percent': round(100.0 * cpu_s / elapsed, 1),
             'cpu_ms_per_frame': round(1e3 * cpu_s / len(latencies), 1),
             'system_cpu_percent': system_cpu,
-            'dropped': stats['dropped'], 'failed': stats['failed']}
+            'dropped': stats['dropped'], 'failed': stats['failed'],
+            # results without a person skip most of the work: they would inflate fps unseen
+            'no_person': stats['no_person']}
 
 
 def main() -> int:
