@@ -150,8 +150,8 @@ class MonoPortConfig:
                                  'MediaPipe model: pose (full body, robust) or selfie (faster)',
                                  choices=('pose', 'selfie'), dynamic=False)
     segmentation_tracking: bool = _p(True, 'Frames are one camera stream: MediaPipe follows the '
-                                     'person from frame to frame (faster); false for unrelated '
-                                     'images', dynamic=False)
+                                     'person from frame to frame (shorter segmentation step); '
+                                     'false for unrelated images', dynamic=False)
     max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
                                hi=100_000_000)
     image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription',
