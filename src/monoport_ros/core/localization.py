@@ -20,6 +20,7 @@ when the field is outside there too.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -199,6 +200,19 @@ _SPARSE_COST = 256
 _CORNERS = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)])
 
 
+@functools.lru_cache(maxsize=32)
+def _level_indexing(strides: tuple[int, ...], shape: tuple[int, ...], device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Return a level's strides, the 8 corner steps and the largest cell index, as tensors on device.
+
+    Cached: a level keeps them for all its flood rounds, so a GPU gets them once, not as three
+    host-to-device copies per round.
+    """
+    return (torch.tensor(strides, device=device), _CORNERS.to(device),
+            torch.tensor(shape, device=device) - 2)
+
+
 def _unknown_corners_of_mixed_cells_near(level: torch.Tensor, threshold: float,
                                          flat_values: torch.Tensor, flat_known: torch.Tensor,
                                          points: torch.Tensor) -> torch.Tensor:
@@ -211,13 +225,11 @@ def _unknown_corners_of_mixed_cells_near(level: torch.Tensor, threshold: float,
     (``flat_known``: the queried volume, same layout); points are addressed by their offset in
     it, so gathers and de-duplication work on single integers (40 % faster than on triples).
     """
-    dev = points.device
-    strides = torch.tensor(level.stride(), device=dev)
+    strides, unit, last_cell = _level_indexing(level.stride(), tuple(level.shape), points.device)
     base = level.storage_offset()
-    unit = _CORNERS.to(dev)
     # the cells around the points, clamped into the level (a clamped cell is another real cell)
     cells = (points[:, None, :] - 1 + unit[None]).reshape(-1, 3).clamp_(min=0)
-    cells = torch.minimum(cells, torch.tensor(level.shape, device=dev) - 2)
+    cells = torch.minimum(cells, last_cell)
     # offsets as sums of products: CUDA has no integer matrix product
     corners = (torch.unique((cells * strides).sum(dim=1))[:, None]
                + ((unit * strides).sum(dim=1) + base)[None])
