@@ -31,7 +31,8 @@ from monoport_ros.core.config import MonoPortConfig, octree_depth_for
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
-from monoport_ros.core.reconstruct import Reconstructor, visual_hull_mask
+from monoport_ros.core.reconstruct import (Reconstructor, resolve_device, resolve_precision,
+                                           visual_hull_mask)
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'monoport_ros',
                        'samples')
@@ -141,8 +142,9 @@ def main() -> int:
     ap.add_argument('--checkpoint', default='')
     ap.add_argument('--geometry-device', default='cpu')
     ap.add_argument('--color-device', default='cpu')
-    ap.add_argument('--precision', default='float32',
-                    help='network arithmetic: float32 (default), bfloat16, float16, auto')
+    ap.add_argument('--precision', default=MonoPortConfig().precision,
+                    help='network arithmetic: auto (the node\'s default), float32, bfloat16, '
+                         'float16')
     ap.add_argument('--per-image', action='store_true',
                     help='segmentation_tracking off: each frame segmented on its own, the samples '
                          'cycling (the default tracks the person over a video-like stream)')
@@ -185,6 +187,7 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': tracking})
         emit({'resolution': res, 'octree_levels': depth,
               'segmentation_tracking': tracking, 'precision': args.precision,
+              'dtype': str(resolve_precision(args.precision, resolve_device(geo, True)))[6:],
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point

@@ -121,8 +121,8 @@ class MonoPortConfig:
                               'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
                               dynamic=False)
     color_device: str = _p('cpu', 'Torch device of the colour net and renderer', dynamic=False)
-    precision: str = _p('float32', 'Network arithmetic: float32, bfloat16 (about 2x faster MLPs '
-                        'on AVX-512 CPUs), float16 (CUDA only) or auto (bfloat16 where native)',
+    precision: str = _p('auto', 'Network arithmetic: auto (bfloat16 where the CPU or GPU has it '
+                        'natively, else float32), float32, bfloat16 or float16 (CUDA only)',
                         choices=PRECISIONS, dynamic=False)
     device_fallback: bool = _p(True, 'Fall back to cpu when a device is unavailable (else fail)',
                                dynamic=False)
