@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from monoport_ros.core.localization import (_cell_corners, _upsample_linear, dense_occupancy,
-                                            localize_surface, mixed_cells)
+from monoport_ros.core.localization import (_ambiguous_children, _cell_corners, _upsample_linear,
+                                            dense_occupancy, localize_surface, mixed_cells)
 from shapes import SHAPES
 
 # coarsest grid of 16 cells per axis (spacing 0.125) at every resolution
@@ -196,6 +196,21 @@ def test_mixed_cells_and_their_corners_match_a_direct_count() -> None:
     for i, j, k in cells.nonzero().tolist():
         points[i:i + 2, j:j + 2, k:k + 2] = True
     assert torch.equal(_cell_corners(cells), points)
+
+
+def test_ambiguous_children_match_a_direct_count() -> None:
+    torch.manual_seed(2)
+    full = torch.rand(9, 8, 11) > 0.5
+    for occ in (full[:5, :6, :4], full[::2, 1::2, ::3]):     # a box and a strided view
+        want = torch.zeros(tuple(2 * n - 1 for n in occ.shape), dtype=torch.bool)
+        for i in range(want.shape[0]):
+            for j in range(want.shape[1]):
+                for k in range(want.shape[2]):
+                    parents = occ[i // 2:(i + 1) // 2 + 1, j // 2:(j + 1) // 2 + 1,
+                                  k // 2:(k + 1) // 2 + 1]
+                    want[i, j, k] = bool(parents.any()) and not bool(parents.all())
+        assert want.any()
+        assert torch.equal(_ambiguous_children(occ), want)
 
 
 def test_default_levels_start_on_a_32_grid() -> None:
