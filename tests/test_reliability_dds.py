@@ -33,6 +33,7 @@ from ros_node_harness import (assert_inside_placed_cube, executable, frame_outpu
 from monoport_ros.core.checkpoint import FORMAT
 from monoport_ros.core.config import NetworkConfig
 from monoport_ros.core.preprocess import largest_component
+from monoport_ros.core.reconstruct import resolve_precision
 from monoport_ros.ros import conversions as conv
 
 MAX_PIXELS = 200_000
@@ -126,6 +127,9 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
         assert int(values['invalid']) == len(bad), values
         assert values['published'] == '1' and values['failed'] == '0', values
         assert int(values['bad_camera_info']) == 3 and values['geometry_device'] == 'cpu'
+        # precision 'auto' (the default): what it chose on this CPU is reported
+        chosen = str(resolve_precision('auto', torch.device('cpu'))).replace('torch.', '')
+        assert values['geometry_arithmetic'] == values['color_arithmetic'] == chosen, values
 
         out = frame_outputs(probe, stamp)
         assert all(m.header.frame_id == 'good_optical' for m in out.values())

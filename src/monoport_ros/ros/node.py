@@ -167,11 +167,16 @@ class MonoPortNode(Node):
         devices = (getattr(rec, 'geometry_device', self.config.geometry_device),
                    getattr(rec, 'color_device', self.config.color_device))
         self.devices = tuple(str(d) for d in devices)
+        # what precision 'auto' (the default) chose on each device
+        self.arithmetic = tuple(
+            str(getattr(net, 'compute_dtype', self.config.precision)).replace('torch.', '')
+            for net in (getattr(rec, 'geo_net', None), getattr(rec, 'col_net', None)))
         self.get_logger().info(
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
             f'octree_depth {self.config.octree_depth}, devices geometry={self.devices[0]} '
-            f'color={self.devices[1]}, views {self.config.render_views}, segmentation '
+            f'({self.arithmetic[0]}) color={self.devices[1]} ({self.arithmetic[1]}), '
+            f'views {self.config.render_views}, segmentation '
             + (f'{self.config.segmentation_model} '
                f'({"tracking" if self.config.segmentation_tracking else "per image"})'
                if self.config.segmentation else 'off (pre-masked input)'))
@@ -470,6 +475,8 @@ class MonoPortNode(Node):
             'publisher_errors': stats.get('publisher_errors', 0),
             'geometry_device': self.devices[0],
             'color_device': self.devices[1],
+            'geometry_arithmetic': self.arithmetic[0],
+            'color_arithmetic': self.arithmetic[1],
             'resolution': self.config.resolution,
             'octree_depth': self.config.octree_depth,
         }
