@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from monoport_ros.core.people import make_person
+from monoport_ros.core.preprocess import mask_iou
 from monoport_ros.core.segmentation import PersonSegmenter
 from monoport_ros.core.synthetic import EVAL_SEED_OFFSET, render_person, subject_rng
 
@@ -50,12 +51,6 @@ def make_clip(seed: int, clip: int, frames: int, yaw_step: float, drift_px: floa
     return images, masks
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def main() -> int:
     """Run the benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -81,7 +76,7 @@ def main() -> int:
                     t0 = time.perf_counter()
                     mask = seg.segment(img)
                     (first_ms if k == 0 else next_ms).append((time.perf_counter() - t0) * 1e3)
-                    ious.append(iou(mask, truth))
+                    ious.append(mask_iou(mask, truth))
         a = np.array(ious)
         row = {'mode': 'video' if video else 'per_image', 'model': args.model,
                'clips': args.clips, 'frames': int(a.size), 'yaw_step_deg': args.yaw_step,

@@ -12,6 +12,7 @@ import torch
 from monoport_ros.core.localization import localize_surface
 from monoport_ros.core import meshing
 from monoport_ros.core.meshing import SurfaceMesh, decimate, extract_mesh, is_watertight
+from monoport_ros.core.preprocess import mask_iou
 from monoport_ros.core.rendering import render_view
 from shapes import SHAPES, sphere
 
@@ -25,15 +26,11 @@ def _disc(cx: float, cy: float, r: float, size: int = SIZE) -> np.ndarray:
     return (x - cx) ** 2 + (y - cy) ** 2 < r * r
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / (a | b).sum())
-
-
 @pytest.mark.parametrize('yaw,cx', [(0, 0.1), (90, 0.0), (180, -0.1), (270, 0.0), (45, 0.0707)])
 def test_sphere_silhouette(yaw: float, cx: float) -> None:
     vol = localize_surface(sphere, 128, 4)
     view = render_view(vol, yaw, SIZE)
-    assert _iou(view.mask, _disc(cx, -0.05, 0.55)) > 0.97
+    assert mask_iou(view.mask, _disc(cx, -0.05, 0.55)) > 0.97
     assert view.color.shape == (SIZE, SIZE, 3) and view.color.dtype == np.uint8
     assert np.isnan(view.depth[~view.mask]).all()
 

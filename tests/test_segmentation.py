@@ -5,16 +5,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 from monoport_ros.core import people, synthetic
+from monoport_ros.core.preprocess import mask_iou
 from monoport_ros.core.segmentation import PersonSegmenter
 import numpy as np
 import pytest
 import torch
 
 torch.set_num_threads(1)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +55,7 @@ def test_pose_model_matches_silhouette(full_body, pose_segmenter):
         assert mask.dtype == np.bool_ and mask.shape == truth.shape
         n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         assert n == 2, 'exactly one person region (plus background) is kept'
-        ious.append(_iou(mask, truth))
+        ious.append(mask_iou(mask, truth))
     assert min(ious) > 0.88, ious
     assert np.mean(ious) > 0.93, ious
 
@@ -66,7 +63,7 @@ def test_pose_model_matches_silhouette(full_body, pose_segmenter):
 def test_selfie_model_on_close_ups(close_up):
     # Measured on 16 such close-ups: IoU 0.74-0.97, mean 0.91 (full-body shots: mean 0.58).
     with PersonSegmenter('selfie') as seg:
-        ious = [_iou(seg.segment(image), truth) for image, truth in close_up]
+        ious = [mask_iou(seg.segment(image), truth) for image, truth in close_up]
     assert np.mean(ious) > 0.8, ious
 
 
@@ -78,7 +75,7 @@ def test_video_mode_tracks_a_turning_person():
         for k in range(6):
             r = synthetic.render_person(person, 15.0 * k, (640, 480), np.random.default_rng(1),
                                         background=bg)
-            assert _iou(seg.segment(r['image']), r['mask']) > 0.9
+            assert mask_iou(seg.segment(r['image']), r['mask']) > 0.9
 
 
 def test_video_mode_finds_the_person_right_after_a_cut():
@@ -99,7 +96,7 @@ def test_video_mode_finds_the_person_right_after_a_cut():
     with PersonSegmenter('pose', video=True) as seg:
         for image, truth in shots:
             for _ in range(3):              # each shot lasts a few frames
-                assert _iou(seg.segment(image), truth) > 0.85
+                assert mask_iou(seg.segment(image), truth) > 0.85
 
 
 @pytest.mark.parametrize('model', ['pose', 'selfie'])
@@ -150,7 +147,7 @@ def test_concurrent_calls_match_sequential(full_body):
         with ThreadPoolExecutor(max_workers=4) as pool:
             parallel = list(pool.map(seg.segment, images * 2))
     for i, mask in enumerate(parallel):
-        assert _iou(mask, sequential[i % len(images)]) > 0.99
+        assert mask_iou(mask, sequential[i % len(images)]) > 0.99
 
 
 def test_closed_segmenter_refuses_work(full_body):

@@ -21,6 +21,12 @@ def check_rgb(rgb: np.ndarray, min_side: int = 8) -> None:
         raise ValueError(f'image too small: {rgb.shape[1]}x{rgb.shape[0]} (min side {min_side})')
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1 when both are empty: they agree)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keep the largest 8-connected True region of a boolean mask (the main person)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
