@@ -32,8 +32,7 @@ from monoport_ros.core.config import MonoPortConfig, octree_depth_for
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
-from monoport_ros.core.reconstruct import (Reconstructor, resolve_device, resolve_precision,
-                                           visual_hull_mask)
+from monoport_ros.core.reconstruct import Reconstructor, visual_hull_mask
 
 REPEATS = 3     # localizations timed per image in the dense comparison (dense: one each)
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'monoport_ros',
@@ -96,6 +95,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
                     stages.setdefault(k, []).append(v)
 
     pipe = TwoDevicePipeline(config, on_result)
+    arithmetic = pipe.reconstructor.arithmetic
     pipe.submit(images[0], -1)              # warm-up: model load, MediaPipe start, allocator
     while pipe.stats['processed'] + pipe.stats['failed'] < 1:
         time.sleep(0.002)
@@ -114,7 +114,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     system_cpu = psutil.cpu_percent(None)
     stats = pipe.stats
     pipe.close()
-    return {'input_hz': rate, 'fps': round(len(latencies) / elapsed, 2),
+    return {'input_hz': rate, 'dtype': arithmetic[0], 'fps': round(len(latencies) / elapsed, 2),
             'latency_ms_p50': round(float(np.percentile(latencies, 50)), 1),
             'latency_ms_p95': round(float(np.percentile(latencies, 95)), 1),
             'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in sorted(stages.items())},
@@ -189,7 +189,6 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': tracking})
         emit({'resolution': res, 'octree_levels': depth,
               'segmentation_tracking': tracking, 'precision': args.precision,
-              'dtype': str(resolve_precision(args.precision, resolve_device(geo, True)))[6:],
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
     # localization speed-up at 128 (geometry stage only): the same network asked at every point

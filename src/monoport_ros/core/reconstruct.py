@@ -221,6 +221,12 @@ class Reconstructor:
         self.close()
 
     @property
+    def arithmetic(self) -> tuple[str, str]:
+        """Name the number types of the geometry and colour networks (``precision`` resolved)."""
+        return tuple(str(net.compute_dtype).replace('torch.', '')
+                     for net in (self.geo_net, self.col_net))
+
+    @property
     def image_size(self) -> int:
         """Side of the network's square input crop."""
         return self.geo_net.cfg.image_size

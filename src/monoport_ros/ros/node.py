@@ -168,9 +168,7 @@ class MonoPortNode(Node):
                    getattr(rec, 'color_device', self.config.color_device))
         self.devices = tuple(str(d) for d in devices)
         # what precision 'auto' (the default) chose on each device
-        self.arithmetic = tuple(
-            str(getattr(net, 'compute_dtype', self.config.precision)).replace('torch.', '')
-            for net in (getattr(rec, 'geo_net', None), getattr(rec, 'col_net', None)))
+        self.arithmetic = getattr(rec, 'arithmetic', (self.config.precision,) * 2)
         self.get_logger().info(
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
