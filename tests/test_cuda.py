@@ -24,7 +24,9 @@ import torch
 
 from monoport_ros.core.checkpoint import load_model
 from monoport_ros.core.config import MonoPortConfig
-from monoport_ros.core.localization import LocalizedVolume, dense_occupancy, localize_surface
+from monoport_ros.core.components import split_largest_component
+from monoport_ros.core.localization import (LocalizedVolume, dense_occupancy,
+                                            keep_largest_component, localize_surface)
 from monoport_ros.core.pipeline import TwoDevicePipeline
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, Reconstruction, Reconstructor
 from monoport_ros.core.rendering import render_view
@@ -158,6 +160,33 @@ def test_rendering_on_the_gpu_equals_the_cpu(yaw):
         for x, y in ((a.color, b.color), (a.normals, b.normals)):
             d = np.abs(x[both].astype(int) - y[both].astype(int))
             assert d.mean() < 0.2 and np.percentile(d, 99) <= 2, (d.mean(), d.max())
+
+
+def test_components_on_the_gpu_equal_the_cpu():
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        shape = tuple(int(s) for s in rng.integers(2, 60, 3))
+        occ = torch.from_numpy(rng.random(shape) < rng.uniform(0.2, 0.7))
+        cpu = split_largest_component(occ)
+        gpu = split_largest_component(occ.cuda())
+        assert (gpu.count, gpu.removed, gpu.kept_box) == (cpu.count, cpu.removed, cpu.kept_box)
+        assert gpu.stray is None if cpu.stray is None else torch.equal(gpu.stray.cpu(), cpu.stray)
+    # in a localized volume: floating blobs removed on the device, the same voxels as on the CPU
+    field = _blobs_around(SHAPES['torus'])
+    cpu = localize_surface(field, 64, 3)
+    gpu = localize_surface(_on_device(field), 64, 3, device='cuda:0')
+    removed = keep_largest_component(cpu)
+    assert removed > 0 and keep_largest_component(gpu) == removed
+    assert gpu.values.device.type == 'cuda' and torch.equal(gpu.values.cpu(), cpu.values)
+    assert gpu.inside_bounds() == cpu.inside_bounds()
+
+
+def _blobs_around(field):
+    def with_blobs(p):
+        blobs = [((p - torch.tensor(c)).norm(dim=-1) < 0.15) for c in
+                 ((-0.75, 0.75, 0.0), (0.75, -0.75, 0.5))]
+        return torch.maximum(field(p), (blobs[0] | blobs[1]).float())
+    return with_blobs
 
 
 @pytest.fixture

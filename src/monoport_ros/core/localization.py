@@ -27,7 +27,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import ndimage
+
+from .components import split_largest_component
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps model-space points (N, 3) float32 to occupancy probabilities (N,)."""
@@ -459,22 +460,16 @@ def keep_largest_component(volume: LocalizedVolume) -> int:
     """
     Keep only the largest 6-connected inside region (one person); return the voxels removed.
 
-    Floating blobs the network puts around a person are set to outside (value 0), in place; uses
-    scipy's labelling on the occupied box.
+    Floating blobs the network puts around a person are set to outside (value 0), in place; the
+    labelling runs on the volume's device (:func:`core.components.split_largest_component`).
     """
     box = volume.inside_bounds()
     if box is None:
         return 0
-    occ = (volume.values[box] > volume.threshold).cpu().numpy()     # scipy labels on the host
-    labels, count = ndimage.label(occ)
-    if count <= 1:
+    split = split_largest_component(volume.values[box] > volume.threshold)
+    if split.stray is None:
         return 0
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = 1 + int(np.argmax(sizes))
-    stray = np.ones(count + 1, bool)        # label -> removed? (one lookup pass over the box)
-    stray[[0, keep]] = False
-    volume.values[box].masked_fill_(torch.from_numpy(stray[labels]).to(volume.values.device), 0.0)
-    kept = ndimage.find_objects(labels, max_label=keep)[keep - 1]
+    volume.values[box].masked_fill_(split.stray, 0.0)
     volume.know_inside_box(tuple(slice(b.start + k.start, b.start + k.stop)
-                                 for b, k in zip(box, kept)))
-    return int(sizes.sum() - sizes[keep - 1])
+                                 for b, k in zip(box, split.kept_box)))
+    return split.removed
