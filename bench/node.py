@@ -370,8 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tracking = not args.per_image
     if tracking:        # the node follows one person: a camera-like stream, as pipeline.py's
         images = video_like(images)
-    from monoport_ros.core.config import octree_depth_for
-    levels = args.octree_depth or octree_depth_for(args.resolution)
+    levels = args.octree_depth         # 0: the node's automatic choice, read from /diagnostics
     views = ['front', 'side', 'back']
     params = {'checkpoint': args.checkpoint, 'resolution': args.resolution,
               'octree_depth': levels, 'image_reliability': 'reliable',
@@ -440,6 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total = _drain(bench, len(bench.sent_stamps))
         if not bench.diags:
             raise SystemExit(f'no diagnostics from {NODE}: {log.read_text()[-3000:]}')
+        row['octree_levels'] = int(bench.diags[-1][1].get('octree_levels', levels))
         row['mesh_unpaired'] = bench.pair_meshes()
         stamps = bench.sent_stamps[idx0:]
         window = (stamps[0], stamps[-1])

@@ -28,7 +28,7 @@ import psutil
 import torch
 
 from machine import machine_reference     # bench/machine.py, beside this file
-from monoport_ros.core.config import MonoPortConfig, octree_depth_for
+from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
@@ -96,6 +96,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
 
     pipe = TwoDevicePipeline(config, on_result)
     arithmetic = pipe.reconstructor.arithmetic
+    levels = pipe.reconstructor.octree_levels
     pipe.submit(images[0], -1)              # warm-up: model load, MediaPipe start, allocator
     while pipe.stats['processed'] + pipe.stats['failed'] < 1:
         time.sleep(0.002)
@@ -114,7 +115,8 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     system_cpu = psutil.cpu_percent(None)
     stats = pipe.stats
     pipe.close()
-    return {'input_hz': rate, 'dtype': arithmetic[0], 'fps': round(len(latencies) / elapsed, 2),
+    return {'octree_levels': levels, 'input_hz': rate, 'dtype': arithmetic[0],
+            'fps': round(len(latencies) / elapsed, 2),
             'latency_ms_p50': round(float(np.percentile(latencies, 50)), 1),
             'latency_ms_p95': round(float(np.percentile(latencies, 95)), 1),
             'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in sorted(stages.items())},
@@ -139,8 +141,8 @@ def main() -> int:
                     help='frames inside the pipeline at once (0 = the config default, auto)')
     ap.add_argument('--resolutions', default='128,256')
     ap.add_argument('--octree-depth', type=int, default=0,
-                    help='localization levels (0 = the default for each resolution; 1 = dense '
-                         'in the hull box)')
+                    help='localization levels (0 = auto for each resolution and device; 1 = '
+                         'dense in the hull box)')
     ap.add_argument('--checkpoint', default='')
     ap.add_argument('--geometry-device', default='cpu')
     ap.add_argument('--color-device', default='cpu')
@@ -175,19 +177,18 @@ def main() -> int:
         """Print one result line as soon as it is measured (a later failure keeps it)."""
         row.update(threads=torch.get_num_threads(), device=f'{geo}+{col}',
                    segmentation=not args.no_segmentation, machine_reference=reference)
-        if 'stages_ms' in row:      # where each stage ran (marching cubes is scikit-image, CPU)
+        if 'stages_ms' in row:      # where each stage ran (marching cubes: scikit-image, CPU)
             # the volume stays on the geometry device: the render's ray search runs there, its
             # colour queries on the colour device
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
-                                    'components': 'cpu', 'fill': 'cpu', 'color': col,
+                                    'components': geo, 'fill': 'cpu', 'color': col,
                                     'mesh': 'cpu', 'render': geo if geo == col else f'{geo}+{col}'}
         print(json.dumps(row) if args.json else row, flush=True)
 
     for res in (int(r) for r in args.resolutions.split(',')):
-        depth = args.octree_depth or octree_depth_for(res)
-        cfg = MonoPortConfig(resolution=res, octree_depth=depth,
+        cfg = MonoPortConfig(resolution=res, octree_depth=args.octree_depth,
                              **{**base, 'segmentation_tracking': tracking})
-        emit({'resolution': res, 'octree_levels': depth,
+        emit({'resolution': res,
               'segmentation_tracking': tracking, 'precision': args.precision,
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
@@ -197,7 +198,7 @@ def main() -> int:
     # compared after keep_largest_component, as published (the coarse grid can miss floating
     # blobs that dense evaluation finds; they are not part of the person).
     base['mirror_average'] = False      # the dense reference asks the network about one view
-    fast_cfg = MonoPortConfig(resolution=128, octree_depth=octree_depth_for(128), **base)
+    fast_cfg = MonoPortConfig(resolution=128, **base)     # octree_depth auto, as in the node
     with Reconstructor(fast_cfg) as rec:
         box_rec = Reconstructor(MonoPortConfig(resolution=128, octree_depth=1, **base),
                                 rec.geo_net)
@@ -238,6 +239,7 @@ def main() -> int:
     emit({'resolution': 128, 'octree_levels': 1, 'mode': 'dense',
           'localize_ms': round(float(np.mean(dense_t)), 1),
           'octree_localize_ms': round(float(np.mean(fast_t)), 1),
+          'octree_localize_levels': rec.octree_levels,
           'speedup': round(float(np.mean(dense_t) / np.mean(fast_t)), 1),
           'hull_box_dense_ms': round(float(np.mean(box_t)), 1),
           'speedup_vs_hull_box_dense': round(float(np.mean(box_t) / np.mean(fast_t)), 1),

@@ -213,8 +213,14 @@ def test_ambiguous_children_match_a_direct_count() -> None:
         assert torch.equal(_ambiguous_children(occ), want)
 
 
-def test_default_levels_start_on_a_32_grid() -> None:
+def test_automatic_levels_start_on_a_32_grid_on_a_cpu_and_64_on_a_gpu() -> None:
     from monoport_ros.core.config import MonoPortConfig, octree_depth_for
     assert [octree_depth_for(r) for r in (16, 32, 64, 128, 256, 512)] == [1, 1, 2, 3, 4, 5]
+    assert [octree_depth_for(r, 'cuda') for r in (16, 64, 128, 256, 512)] == [1, 1, 2, 3, 4]
     cfg = MonoPortConfig()
-    assert cfg.octree_depth == octree_depth_for(cfg.resolution)
+    assert cfg.octree_depth == 0        # auto
+    assert cfg.localization_levels('cpu') == 3 and cfg.localization_levels('cuda') == 2
+    assert cfg.replace(resolution=256).localization_levels() == 4
+    assert cfg.replace(octree_depth=2).localization_levels('cpu') == 2   # explicit wins
+    with pytest.raises(ValueError, match='too deep'):
+        cfg.replace(resolution=16, octree_depth=5)

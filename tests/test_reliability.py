@@ -209,7 +209,7 @@ def test_bad_parameter_at_run_time_is_rejected_with_the_reason(ctx, name, value,
     ('subject_height', math.nan, 'subject_height out of range'),
     ('image_reliability', 'sometimes', "image_reliability='sometimes' is not one of"),
     ('render_views', ['nowhere'], "unknown render view 'nowhere'"),
-    ('octree_depth', 0, 'octree_depth out of range'),
+    ('octree_depth', -1, 'octree_depth out of range'),
 ])
 def test_bad_parameter_at_start_up_is_refused_with_the_reason(ctx, name, value, reason):
     with pytest.raises(ValueError) as err:

@@ -94,7 +94,7 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
     """Every bad frame is a counted drop with throttled logs; the good frame's outputs arrive."""
     domain = _domain()
     params = _params(assets, tmp_path / 'p.yaml', geometry_device='cuda:1',
-                     max_image_pixels=MAX_PIXELS)
+                     max_image_pixels=MAX_PIXELS, octree_depth=0)
     proc = _start(params, domain)
     probe = Probe(domain)
     err = ''
@@ -130,6 +130,8 @@ def test_burst_of_bad_frames_then_one_good_frame(assets, tmp_path):
         # precision 'auto' (the default): what it chose on this CPU is reported
         chosen = str(resolve_precision('auto', torch.device('cpu'))).replace('torch.', '')
         assert values['geometry_arithmetic'] == values['color_arithmetic'] == chosen, values
+        # octree_depth 0 (auto) at resolution 32 on the CPU (the fallback device): dense
+        assert values['octree_depth'] == '0' and values['octree_levels'] == '1', values
 
         out = frame_outputs(probe, stamp)
         assert all(m.header.frame_id == 'good_optical' for m in out.values())

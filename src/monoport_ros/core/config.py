@@ -92,15 +92,18 @@ PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 COARSEST_GRID = 32      # surface localization starts on a 32^3 grid (spacing 1/16 of the cube)
 
 
-def octree_depth_for(resolution: int) -> int:
+def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
     """
-    Localization levels for ``resolution`` whose coarsest grid is COARSEST_GRID^3.
+    Localization levels chosen for ``resolution`` on a device of ``device_type`` ('cpu', 'cuda').
 
-    Its spacing, 1/16 of the cube (about 6 cm on a 1.7 m person), is below the thickness of arms
-    and legs, which the exact coarse-to-fine result needs (see :mod:`core.localization`); it was
-    also the fastest depth measured at 128^3 and 256^3.
+    On a CPU the coarsest grid is COARSEST_GRID^3: its spacing, 1/16 of the cube (about 6 cm on a
+    1.7 m person), is below the thickness of arms and legs, which the exact coarse-to-fine result
+    needs (see :mod:`core.localization`); it was the fastest depth measured at 128^3 and 256^3. On
+    a GPU the network is cheap and every level costs launches and host syncs, so one level fewer
+    (a twice finer coarsest grid) was faster at 128^3 to 512^3 on an H100 (README, Speed).
     """
-    return max(1, resolution.bit_length() - COARSEST_GRID.bit_length() + 1)
+    depth = max(1, resolution.bit_length() - COARSEST_GRID.bit_length() + 1)
+    return depth if device_type == 'cpu' else max(1, depth - 1)
 
 
 VIEW_YAWS = {'front': 0.0, 'left': 90.0, 'back': 180.0, 'right': 270.0, 'side': 90.0}
@@ -113,9 +116,10 @@ class MonoPortConfig:
     checkpoint: str = _p('', 'Model file (.safetensors or released .pth); empty = shipped default',
                          dynamic=False)
     resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
-    octree_depth: int = _p(3, 'Coarse-to-fine levels of surface localization (1 = dense); '
-                           'coarsest grid resolution / 2^(depth-1), keep it 32 or finer',
-                           lo=1, hi=7)
+    octree_depth: int = _p(0, 'Coarse-to-fine levels of surface localization: 0 = auto (from '
+                           'resolution and geometry device: coarsest grid 32^3 on a CPU, 64^3 '
+                           'on a GPU), 1 = dense; coarsest grid resolution / 2^(depth-1), keep '
+                           'it 32 or finer', lo=0, hi=7)
     threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
     geometry_device: str = _p('cpu',
                               'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
@@ -177,11 +181,15 @@ class MonoPortConfig:
                 raise ValueError(f'{f.name}={value!r} is not one of {choices}')
         if self.resolution & (self.resolution - 1):
             raise ValueError(f'resolution={self.resolution} must be a power of two')
-        if self.resolution >> (self.octree_depth - 1) < 2:
+        if self.octree_depth and self.resolution >> (self.octree_depth - 1) < 2:
             raise ValueError(f'octree_depth={self.octree_depth} too deep for resolution '
                              f'{self.resolution} (coarsest grid must be at least 2)')
         for view in self.render_views:
             view_yaw(view)
+
+    def localization_levels(self, device_type: str = 'cpu') -> int:
+        """Return ``octree_depth``, or the automatic choice for a geometry device of that type."""
+        return self.octree_depth or octree_depth_for(self.resolution, device_type)
 
     def replace(self, **changes: Any) -> 'MonoPortConfig':
         """Return a validated copy with ``changes`` applied."""

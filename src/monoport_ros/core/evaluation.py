@@ -537,12 +537,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_evaluate(args: argparse.Namespace) -> int:
-    from .config import MonoPortConfig, octree_depth_for
+    from .config import MonoPortConfig
     from .reconstruct_cli import model_config_fields
 
-    config = MonoPortConfig(**model_config_fields(args),
-                            octree_depth=octree_depth_for(args.resolution),
-                            render_views=['front', 'side'])
+    config = MonoPortConfig(**model_config_fields(args), render_views=['front', 'side'])
     config.validate()
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,
                        verbose=True)

@@ -227,6 +227,11 @@ class Reconstructor:
                      for net in (self.geo_net, self.col_net))
 
     @property
+    def octree_levels(self) -> int:
+        """Localization levels in use (``octree_depth``, with 0 = auto resolved for the device)."""
+        return self.config.localization_levels(self.geometry_device.type)
+
+    @property
     def image_size(self) -> int:
         """Side of the network's square input crop."""
         return self.geo_net.cfg.image_size
@@ -313,7 +318,7 @@ class Reconstructor:
             return out
 
         # the volume lives on the geometry device (the localization's bookkeeping runs there)
-        volume = localize_surface(query, cfg.resolution, cfg.octree_depth, cfg.threshold,
+        volume = localize_surface(query, cfg.resolution, self.octree_levels, cfg.threshold,
                                   region=hull_region(hull_np, cfg.resolution),
                                   buffers=self._buffers.take(cfg.resolution, dev), device=dev)
         t3 = time.perf_counter()

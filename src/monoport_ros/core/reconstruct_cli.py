@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from .camera import OrthoCamera, ortho_camera_from_height
-from .config import MonoPortConfig, PRECISIONS, octree_depth_for
+from .config import MonoPortConfig, PRECISIONS
 from .meshing import SurfaceMesh, write_ply
 from .reconstruct import Reconstructor
 
@@ -58,7 +58,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help='directory for direct renderings (<view>.png, <view>_normals.png)')
     add_model_arguments(p)
     p.add_argument('--octree-depth', type=int, default=0,
-                   help='localization levels (0: coarsest grid 32^3, e.g. 4 at 256)')
+                   help='localization levels (0: auto, coarsest grid 32^3 on CPU, 64^3 on GPU)')
     p.add_argument('--geometry-device', default='cpu')
     p.add_argument('--color-device', default='cpu')
     p.add_argument('--render-views', default='front,side,back')
@@ -72,7 +72,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``reconstruct``."""
     config = MonoPortConfig(**model_config_fields(args),
-                            octree_depth=args.octree_depth or octree_depth_for(args.resolution),
+                            octree_depth=args.octree_depth,
                             geometry_device=args.geometry_device, color_device=args.color_device,
                             render_views=[v for v in args.render_views.split(',') if v],
                             render_size=args.render_size, mesh_max_triangles=args.max_triangles,

@@ -172,7 +172,7 @@ class MonoPortNode(Node):
         self.get_logger().info(
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
-            f'octree_depth {self.config.octree_depth}, devices geometry={self.devices[0]} '
+            f'octree levels {self.octree_levels}, devices geometry={self.devices[0]} '
             f'({self.arithmetic[0]}) color={self.devices[1]} ({self.arithmetic[1]}), '
             f'views {self.config.render_views}, segmentation '
             + (f'{self.config.segmentation_model} '
@@ -477,6 +477,7 @@ class MonoPortNode(Node):
             'color_arithmetic': self.arithmetic[1],
             'resolution': self.config.resolution,
             'octree_depth': self.config.octree_depth,
+            'octree_levels': self.octree_levels,
         }
         values.update({f'time_{k}_ms': round(v, 2) for k, v in timings.items()})
         status.values = [KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))
@@ -484,6 +485,11 @@ class MonoPortNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         return msg
+
+    @property
+    def octree_levels(self) -> int:
+        """Localization levels in use (``octree_depth`` 0 = auto, resolved for the device)."""
+        return self.config.localization_levels(self.devices[0].split(':')[0])
 
     def close(self) -> None:
         """Stop the pipeline's workers (idempotent)."""
