@@ -112,6 +112,7 @@ def assert_same_reconstruction(gpu: Reconstruction, ref: Reconstruction) -> None
     assert close.mean() > 0.8, close.mean()
     diff = np.abs(gpu.vertex_colors[close] - ref.vertex_colors[idx[close]])
     assert diff.mean() < 2e-3 and diff.max() < 0.05, (diff.mean(), diff.max())
+    assert_same_points(gpu, ref)
     # same renderings
     assert set(gpu.views) == set(ref.views) == {'front', 'side'}
     for view in ref.views:
@@ -119,6 +120,43 @@ def assert_same_reconstruction(gpu: Reconstruction, ref: Reconstruction) -> None
         b = ref.views[view].astype(np.float32)
         assert a.shape == b.shape and a.max() > 0
         assert np.abs(a - b).mean() < 1.0, (view, np.abs(a - b).mean())   # of 255
+
+
+def assert_same_points(gpu: Reconstruction, ref: Reconstruction) -> None:
+    """Check the coloured point clouds agree (edge crossings on a GPU, mesh vertices on a CPU)."""
+    assert abs(len(gpu.points) - len(ref.points)) <= 0.005 * len(ref.points) + 5
+    d_gc, idx = cKDTree(ref.points).query(gpu.points)
+    d_cg, _ = cKDTree(gpu.points).query(ref.points)
+    assert d_gc.mean() < 0.1 * VOXEL and d_cg.mean() < 0.1 * VOXEL, (d_gc.mean(), d_cg.mean())
+    close = d_gc < 0.1 * VOXEL
+    assert close.mean() > 0.8, close.mean()
+    diff = np.abs(gpu.point_colors[close] - ref.point_colors[idx[close]])
+    assert diff.mean() < 2e-3 and diff.max() < 0.05, (diff.mean(), diff.max())
+
+
+def test_points_and_mesh_within_budget_on_the_gpu(net, no_tf32):
+    geo, col = _devices()
+    out = []
+    for g, c in (('cpu', 'cpu'), (geo, col)):
+        cfg = _config(g, c).replace(mesh_max_triangles=3000)
+        with Reconstructor(cfg, copy.deepcopy(net)) as rec:
+            out.append(rec.reconstruct(figure()))
+    cpu, gpu = out
+    assert 2 * len(cpu.points) > 3000         # the full surface is over the budget
+    assert 0.9 * len(cpu.faces) <= len(gpu.faces) <= 3000 and len(cpu.faces) <= 3000
+    assert len(gpu.vertex_colors) == len(gpu.vertices)
+    assert_same_points(gpu, cpu)
+
+
+def test_surface_points_on_the_gpu_equal_the_cpu():
+    from monoport_ros.core.meshing import surface_points
+    for name in sorted(SHAPES):
+        cpu = localize_surface(SHAPES[name], 64, 3)
+        gpu = LocalizedVolume(cpu.values.cuda(), cpu.queried.cuda(), cpu.resolution,
+                              cpu.threshold, box=cpu.box)
+        a, b = surface_points(cpu), surface_points(gpu)
+        assert b.device.type == 'cuda' and len(a) > 1000
+        assert torch.allclose(a, b.cpu(), atol=1e-6)
 
 
 def _on_device(field):

@@ -213,6 +213,39 @@ def test_reconstructor_on_two_cpu_devices() -> None:
     assert set(out.timings_ms) >= {'segment', 'encode', 'localize', 'color', 'mesh', 'render'}
 
 
+@pytest.mark.parametrize('budget, outputs', [(2000, {'points', 'mesh'}), (0, {'points'})])
+def test_points_from_edge_crossings_equal_the_mesh_vertices(monkeypatch, budget: int,
+                                                            outputs: set[str]) -> None:
+    """The GPU's way to the points and the budget mesh (run here on the CPU) gives the same."""
+    from scipy.spatial import cKDTree
+    from monoport_ros.core import reconstruct
+    cfg = MonoPortConfig(segmentation=False, resolution=64, render_views=[],
+                         mesh_max_triangles=budget)
+    rec = Reconstructor(cfg, random_net())
+    host = rec.reconstruct(person_like_image(), outputs)
+    monkeypatch.setattr(reconstruct, 'points_from_edge_crossings', lambda volume: True)
+    monkeypatch.setattr(reconstruct, 'extract_mesh', extract_mesh_at_stride_only)
+    crossing = rec.reconstruct(person_like_image(), outputs)
+    assert len(host.points) > 1000 and 2 * len(host.points) > 2000
+    # the same points up to order (marching cubes may add a vertex inside an ambiguous cell)
+    dist, idx = cKDTree(host.points).query(crossing.points)
+    assert dist.max() < 1e-5
+    assert len(crossing.points) <= len(host.points) <= len(crossing.points) + 2
+    assert np.abs(crossing.point_colors - host.point_colors[idx]).max() < 1e-5
+    assert np.array_equal(crossing.faces, host.faces)
+    assert np.array_equal(crossing.vertices, host.vertices)
+    if 'mesh' in outputs:
+        assert 0 < len(host.faces) <= budget
+        assert np.abs(crossing.vertex_colors - host.vertex_colors).max() < 1e-5
+
+
+def extract_mesh_at_stride_only(volume, stride: int = 1):
+    """Refuse the full-resolution marching cubes (what the edge-crossing way must avoid)."""
+    from monoport_ros.core.meshing import extract_mesh
+    assert stride > 1, 'the full mesh was extracted although it is over the budget'
+    return extract_mesh(volume, stride)
+
+
 def test_reconstructor_reports_no_person_and_skips_unwanted_outputs() -> None:
     rec = Reconstructor(MonoPortConfig(segmentation=False, resolution=32, octree_depth=2),
                         random_net())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 import torch
 
 from monoport_ros.core.localization import localize_surface
@@ -180,3 +181,31 @@ def test_mesh_within_budget_uses_a_coarser_grid() -> None:
     r_small = np.linalg.norm(small.vertices - [0.1, -0.05, 0], axis=1).mean()
     assert abs(r_small - r_full) < 4.0 / 128
     assert mesh_within_budget(vol, full, 0) is full
+
+
+@pytest.mark.parametrize('name', sorted(SHAPES))
+def test_surface_points_are_the_marching_cubes_vertices(name: str) -> None:
+    from monoport_ros.core.meshing import surface_points
+    vol = localize_surface(SHAPES[name], 64, 3)
+    mesh = extract_mesh(vol)
+    points = surface_points(vol).numpy()
+    assert len(points) > 1000
+    # every edge crossing is a vertex of the mesh; marching cubes (Lewiner) adds a few vertices
+    # inside some ambiguous cells (1 of 3,233 on the capsules), nothing else
+    dist, _ = cKDTree(mesh.vertices).query(points)
+    assert dist.max() < 1e-5
+    assert len(np.unique(points, axis=0)) == len(points)
+    assert len(points) <= len(mesh.vertices) <= len(points) + max(2, len(points) // 1000)
+    # a closed surface has about twice as many triangles as vertices: the budget's estimate
+    assert abs(len(mesh.faces) - 2 * len(points)) <= 0.01 * len(mesh.faces) + 8
+
+
+def test_mesh_within_budget_from_an_estimate_equals_from_the_full_mesh() -> None:
+    from monoport_ros.core.meshing import mesh_within_budget, surface_points
+    vol = localize_surface(sphere, 128, 4)
+    full = extract_mesh(vol)
+    estimate = 2 * len(surface_points(vol))
+    for budget in (0, 2 * len(full.faces), len(full.faces) // 3, 1000):
+        a = mesh_within_budget(vol, full, budget)
+        b = mesh_within_budget(vol, None, budget, triangles=estimate)
+        assert np.array_equal(a.faces, b.faces) and np.array_equal(a.vertices, b.vertices)

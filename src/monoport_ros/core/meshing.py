@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from skimage.measure import marching_cubes
+import torch
+import torch.nn.functional as F
 
 from .localization import LocalizedVolume
 
@@ -56,6 +58,35 @@ def extract_mesh(volume: LocalizedVolume, stride: int = 1) -> SurfaceMesh:
     return SurfaceMesh(verts, faces)
 
 
+def surface_points(volume: LocalizedVolume) -> torch.Tensor:
+    """
+    Points where grid edges cross the iso-level, in model space, on the volume's device.
+
+    These are the vertices :func:`extract_mesh` makes (marching cubes puts one on every such edge,
+    linearly interpolated), without the triangles: a point cloud without marching cubes on the
+    host. Order differs from the mesh's.
+    """
+    box = volume.inside_bounds(margin=1)
+    if box is None:
+        return torch.zeros((0, 3), dtype=torch.float32, device=volume.values.device)
+    sub = F.pad(volume.values[box].float(), (1, 1) * 3)    # outside around, as extract_mesh
+    inside = sub > volume.threshold
+    start = torch.tensor([b.start - 1 for b in box], dtype=torch.float32, device=sub.device)
+    between, at_grid = [], []
+    for axis in range(3):
+        n = sub.shape[axis] - 1
+        crossing = inside.narrow(axis, 0, n) != inside.narrow(axis, 1, n)
+        lo, hi = sub.narrow(axis, 0, n)[crossing], sub.narrow(axis, 1, n)[crossing]
+        points = torch.nonzero(crossing).to(torch.float32)
+        frac = (volume.threshold - lo) / (hi - lo)
+        points[:, axis] += frac
+        on_point = (frac == 0) | (frac == 1)    # a value at the iso-level: shared by its edges
+        between.append(points[~on_point])
+        at_grid.append(points[on_point])
+    points = torch.cat(between + [torch.unique(torch.cat(at_grid), dim=0)])
+    return (points + start) * (2.0 / volume.resolution) - 1.0
+
+
 def _surface_cells(volume: LocalizedVolume, box: tuple[slice, slice, slice]) -> np.ndarray:
     """
     Marching-cubes mask (padded ``box``) of the points whose cells may hold the surface.
@@ -80,22 +111,31 @@ def _surface_cells(volume: LocalizedVolume, box: tuple[slice, slice, slice]) -> 
     return mask
 
 
-def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh,
-                       max_triangles: int) -> SurfaceMesh:
+def mesh_within_budget(volume: LocalizedVolume, mesh: SurfaceMesh | None,
+                       max_triangles: int, triangles: int = 0) -> SurfaceMesh:
     """
     Return a mesh of at most ``max_triangles`` (0 = no limit).
 
-    That is ``mesh`` itself, or one re-extracted on a coarser grid stride (fast) and, if still too
-    large, quadric-decimated (Open3D). Colours are not carried over (the caller colours the
-    vertices it publishes).
+    That is ``mesh`` (the full :func:`extract_mesh`), or one re-extracted on a coarser grid stride
+    (fast) and, if still too large, quadric-decimated (Open3D). Without ``mesh``, ``triangles``
+    estimates its size (a closed surface has about twice as many triangles as vertices, e.g.
+    :func:`surface_points`) and the full mesh is extracted only if it fits. Colours are not carried
+    over (the caller colours the vertices it publishes).
     """
-    if max_triangles <= 0 or len(mesh.faces) <= max_triangles:
+    if mesh is None and (max_triangles <= 0 or triangles <= max_triangles):
+        mesh = extract_mesh(volume)         # may still be over (the estimate is approximate)
+    if mesh is not None:
+        triangles = len(mesh.faces)
+    if max_triangles <= 0 or triangles <= max_triangles:
         return mesh
     stride = 1
-    while len(mesh.faces) / (stride * stride) > max_triangles and \
+    while triangles / (stride * stride) > max_triangles and \
             volume.resolution // (stride * 2) >= 8:
         stride *= 2
-    small = extract_mesh(volume, stride) if stride > 1 else mesh
+    if stride > 1:
+        small = extract_mesh(volume, stride)
+    else:
+        small = mesh if mesh is not None else extract_mesh(volume)
     return decimate(SurfaceMesh(small.vertices, small.faces), max_triangles)
 
 
