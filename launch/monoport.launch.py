@@ -5,8 +5,8 @@ Launch monoport_node on a camera topic, optionally with RViz.
 
 Node parameters come from ``params_file`` (default: the installed ``config/monoport.yaml``); the
 launch arguments named like a parameter (resolution, octree_depth, geometry_device, color_device,
-precision, checkpoint, image_reliability, segmentation_tracking) override it when given a non-empty
-value.
+precision, mirror_average, checkpoint, image_reliability, segmentation_tracking) override it when
+given a non-empty value.
 """
 import os
 
@@ -27,6 +27,7 @@ PARAMETER_ARGUMENTS = {
     'geometry_device': str,
     'color_device': str,
     'precision': str,
+    'mirror_average': bool,
     'checkpoint': str,
     'image_reliability': str,
     'segmentation_tracking': bool,
@@ -39,6 +40,8 @@ ARGUMENTS = [
     ('geometry_device', '', 'torch device of the surface stage, e.g. cuda:0 (empty: params_file)'),
     ('color_device', '', 'torch device of the colour/render stage (empty: from params_file)'),
     ('precision', '', 'network arithmetic: auto, float32, bfloat16, float16 (empty: params_file)'),
+    ('mirror_average', '', 'true: average with the mirrored crop, more accurate, free on a GPU '
+     '(empty: from params_file)'),
     ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),
     ('image_reliability', '', 'image QoS: best_effort or reliable (empty: from params_file)'),
     ('segmentation_tracking', '', 'true: one camera stream (tracked segmentation); false: '

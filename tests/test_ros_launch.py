@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch'
 PKG = 'monoport_ros'
 NODE_ARGUMENTS = {'image_topic', 'camera_info_topic', 'resolution', 'octree_depth',
-                  'geometry_device', 'color_device', 'precision', 'checkpoint',
+                  'geometry_device', 'color_device', 'precision', 'mirror_average', 'checkpoint',
                   'image_reliability', 'segmentation_tracking',
                   'params_file', 'namespace', 'use_rviz'}
 NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'params_file', 'namespace',
@@ -206,14 +206,15 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
     (opaque,) = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
     values = {name: a.default_value for name, a in args.items()}
     values.update(resolution='64', geometry_device='cuda:0', namespace='robot1',
-                  segmentation_tracking='False')
+                  segmentation_tracking='False', mirror_average='true')
     (node,) = opaque.function(_Context(values))
     assert (node.package, node.executable, node.name) == (PKG, 'monoport_node', 'monoport_node')
     assert node.executable in _console_scripts(setup_kwargs)
     assert node.namespace == 'robot1'
     (params,) = node.parameters
     expected = yaml.safe_load(params_file.read_text())['monoport_node']['ros__parameters']
-    expected.update(resolution=64, geometry_device='cuda:0', segmentation_tracking=False)
+    expected.update(resolution=64, geometry_device='cuda:0', segmentation_tracking=False,
+                    mirror_average=True)
     assert params == expected
     P.config_from_values(params)                    # valid node parameters
     remaps = {src: dst.name for src, dst in node.remappings}
