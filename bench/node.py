@@ -561,7 +561,7 @@ def main() -> int:
                     help='phase without output subscribers (s)')
     ap.add_argument('--rate', type=float, default=30.0, help='image rate (Hz)')
     ap.add_argument('--resolution', type=int, default=128)
-    ap.add_argument('--octree-depth', type=int, default=0, help='0 = by resolution')
+    ap.add_argument('--octree-depth', type=int, default=0, help='0 = auto')
     ap.add_argument('--checkpoint', default='', help='model file (default: shipped model)')
     ap.add_argument('--geometry-device', default='cpu')
     ap.add_argument('--color-device', default='cpu')
