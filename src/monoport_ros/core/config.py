@@ -100,8 +100,8 @@ def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
     1.7 m person), is below the thickness of arms and legs, which the exact coarse-to-fine result
     needs (see :mod:`core.localization`); it was the fastest depth measured at 128^3 and 256^3. On
     a GPU the network is cheap and every level costs launches and host syncs, so one level fewer
-    (a twice finer coarsest grid) halved the localization at 128^3 to 512^3 on an H100 (README,
-    Speed).
+    (a twice finer coarsest grid) halved the localization at 128^3 to 512^3 on an H100
+    (docs/speed.md).
     """
     depth = max(1, resolution.bit_length() - COARSEST_GRID.bit_length() + 1)
     return depth if device_type == 'cpu' else max(1, depth - 1)
