@@ -145,6 +145,12 @@ def test_node_declares_and_rejects_invalid_changes_with_reason(ctx):
         assert ok.successful, ok.reason
         assert node.config.resolution == 16 and node.pipeline.updates[-1].resolution == 16
         assert not node.set_parameters([Parameter('octree_depth', value=5)])[0].successful
+        assert node.octree_levels == 2
+        # octree_depth 0 (auto) follows the resolution at run time (the device here: cpu)
+        ok = node.set_parameters_atomically([Parameter('resolution', value=256),
+                                             Parameter('octree_depth', value=0)])
+        assert ok.successful, ok.reason
+        assert node.octree_levels == 4 and node.pipeline.updates[-1].octree_depth == 0
 
         assert node.set_parameters([Parameter('render_views', value=['front', 'yaw45'])])[0] \
             .successful
