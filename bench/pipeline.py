@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
     ap.add_argument('--no-segmentation', action='store_true',
                     help='images are pre-masked (black background): segmentation off')
+    ap.add_argument('--no-dense', action='store_true',
+                    help='skip the dense comparison at 128^3 (quick runs)')
     ap.add_argument('--premask', metavar='DIR',
                     help='only write the images pre-masked by the segmenter into DIR, then stop')
     args = ap.parse_args()
@@ -192,6 +194,8 @@ def main() -> int:
               'segmentation_tracking': tracking, 'precision': args.precision,
               'mirror_average': args.mirror_average,
               **run_stream(cfg, stream, args.frames, args.rate)})
+    if args.no_dense:
+        return 0
     # localization speed-up at 128 (geometry stage only): the same network asked at every point
     # of the dense grid (visual hull applied afterwards, so the output is comparable), and the
     # dense grid inside the hull's box with only in-hull points sent to the net. Outputs are
