@@ -213,10 +213,10 @@ def test_ambiguous_children_match_a_direct_count() -> None:
         assert torch.equal(_ambiguous_children(occ), want)
 
 
-def test_automatic_levels_start_on_a_32_grid_on_a_cpu_and_64_on_a_gpu() -> None:
+def test_automatic_levels_start_on_a_32_grid_on_a_cpu_and_finer_on_a_gpu() -> None:
     from monoport_ros.core.config import MonoPortConfig, octree_depth_for
     assert [octree_depth_for(r) for r in (16, 32, 64, 128, 256, 512)] == [1, 1, 2, 3, 4, 5]
-    assert [octree_depth_for(r, 'cuda') for r in (16, 64, 128, 256, 512)] == [1, 1, 2, 3, 4]
+    assert [octree_depth_for(r, 'cuda') for r in (16, 32, 64, 128, 256, 512)] == [1, 1, 2, 2, 2, 3]
     cfg = MonoPortConfig()
     assert cfg.octree_depth == 0        # auto
     assert cfg.localization_levels('cpu') == 3 and cfg.localization_levels('cuda') == 2

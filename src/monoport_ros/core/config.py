@@ -90,6 +90,7 @@ def _p(default: Any, description: str, *, lo: float | None = None, hi: float | N
 
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 COARSEST_GRID = 32      # surface localization starts on a 32^3 grid (spacing 1/16 of the cube)
+GPU_COARSEST_GRID = 128     # on a GPU on up to a 128^3 grid (half the resolution at most)
 
 
 def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
@@ -99,12 +100,14 @@ def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
     On a CPU the coarsest grid is COARSEST_GRID^3: its spacing, 1/16 of the cube (about 6 cm on a
     1.7 m person), is below the thickness of arms and legs, which the exact coarse-to-fine result
     needs (see :mod:`core.localization`); it was the fastest depth measured at 128^3 and 256^3. On
-    a GPU the network is cheap and every level costs launches and host syncs, so one level fewer
-    (a twice finer coarsest grid) halved the localization at 128^3 to 512^3 on an H100
-    (docs/speed.md).
+    a GPU the network is cheap and every level costs launches and host syncs: a finer coarsest
+    grid, half the resolution up to GPU_COARSEST_GRID^3 (64^3 at 128^3, 128^3 at 256^3 and
+    512^3), gave the highest frame rates on an H100 (docs/speed.md).
     """
-    depth = max(1, resolution.bit_length() - COARSEST_GRID.bit_length() + 1)
-    return depth if device_type == 'cpu' else max(1, depth - 1)
+    coarsest = COARSEST_GRID
+    if device_type != 'cpu':
+        coarsest = min(GPU_COARSEST_GRID, max(COARSEST_GRID, resolution // 2))
+    return max(1, resolution.bit_length() - coarsest.bit_length() + 1)
 
 
 VIEW_YAWS = {'front': 0.0, 'left': 90.0, 'back': 180.0, 'right': 270.0, 'side': 90.0}
@@ -118,9 +121,9 @@ class MonoPortConfig:
                          dynamic=False)
     resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
     octree_depth: int = _p(0, 'Coarse-to-fine levels of surface localization: 0 = auto (from '
-                           'resolution and geometry device: coarsest grid 32^3 on a CPU, 64^3 '
-                           'on a GPU), 1 = dense; coarsest grid resolution / 2^(depth-1), keep '
-                           'it 32 or finer', lo=0, hi=7)
+                           'resolution and geometry device: coarsest grid 32^3 on a CPU, up to '
+                           '128^3 on a GPU), 1 = dense; coarsest grid resolution / 2^(depth-1), '
+                           'keep it 32 or finer', lo=0, hi=7)
     threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
     geometry_device: str = _p('cpu',
                               'Torch device of the encoder and surface net (cpu, cuda:0, ...)',

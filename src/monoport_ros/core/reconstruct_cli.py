@@ -58,7 +58,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help='directory for direct renderings (<view>.png, <view>_normals.png)')
     add_model_arguments(p)
     p.add_argument('--octree-depth', type=int, default=0,
-                   help='localization levels (0: auto, coarsest grid 32^3 on CPU, 64^3 on GPU)')
+                   help='localization levels (0: auto by resolution and device)')
     p.add_argument('--geometry-device', default='cpu')
     p.add_argument('--color-device', default='cpu')
     p.add_argument('--render-views', default='front,side,back')
