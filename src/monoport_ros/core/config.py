@@ -90,7 +90,7 @@ def _p(default: Any, description: str, *, lo: float | None = None, hi: float | N
 
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 COARSEST_GRID = 32      # surface localization starts on a 32^3 grid (spacing 1/16 of the cube)
-GPU_COARSEST_GRID = 128     # on a GPU on up to a 128^3 grid (half the resolution at most)
+GPU_COARSEST_GRID = 128     # on a GPU it starts finer: half the resolution, at most 128^3
 
 
 def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
