@@ -28,7 +28,7 @@ class ComponentSplit:
     count: int                    # components found
     removed: int                  # inside voxels not in the largest one
     stray: torch.Tensor | None    # bool, shaped and placed as the box: inside, not kept
-    kept_box: Box | None          # index box of the largest component within the box (None: empty)
+    kept_box: Box | None          # the largest component's index box, when some are removed
 
 
 def split_largest_component(occupancy: torch.Tensor, on_device: bool | None = None
@@ -51,11 +51,11 @@ def _split_with_scipy(occupancy: torch.Tensor) -> ComponentSplit:
     labels, count = ndimage.label(occ)
     if count == 0:
         return ComponentSplit(0, 0, None, None)
+    if count == 1:
+        return ComponentSplit(1, 0, None, None)
     sizes = np.bincount(labels.ravel())[1:]
     kept_label = 1 + int(np.argmax(sizes))
     kept = ndimage.find_objects(labels, max_label=kept_label)[kept_label - 1]
-    if count == 1:
-        return ComponentSplit(1, 0, None, kept)
     stray = np.ones(count + 1, bool)        # label -> removed? (one lookup pass over the box)
     stray[[0, kept_label]] = False
     stray_mask = torch.from_numpy(stray[labels]).to(occupancy.device)
@@ -105,14 +105,14 @@ def _split_on_device(occupancy: torch.Tensor) -> ComponentSplit:
     if inside.numel() == 0:
         return ComponentSplit(0, 0, None, None)
     ids, sizes = torch.unique(inside, return_counts=True)     # sorted: raster order of components
+    count = int(ids.numel())
+    if count == 1:
+        return ComponentSplit(1, 0, None, None)
     best = int(torch.argmax(sizes))           # first of the largest, as np.argmax
     kept = labels == ids[best]
     kept_box = tuple(slice(int(hit[0]), int(hit[-1]) + 1) for hit in (
         torch.nonzero(kept.any(dim=(1, 2))).squeeze(1),
         torch.nonzero(kept.any(dim=(0, 2))).squeeze(1),
         torch.nonzero(kept.any(dim=(0, 1))).squeeze(1)))
-    count = int(ids.numel())
-    if count == 1:
-        return ComponentSplit(1, 0, None, kept_box)
     removed = int(inside.numel() - sizes[best])
     return ComponentSplit(count, removed, occupancy & ~kept, kept_box)

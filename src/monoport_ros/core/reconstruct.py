@@ -375,9 +375,10 @@ class Reconstructor:
         if outputs & {'mesh', 'points'}:
             points = mesh = None
             budget = cfg.mesh_max_triangles
-            if points_from_edge_crossings(geo.volume):
+            full_mesh_wanted = 'mesh' in outputs and budget <= 0
+            if points_from_edge_crossings(geo.volume) and not full_mesh_wanted:
                 points = surface_points(geo.volume)
-                if 'mesh' in outputs and (budget <= 0 or 2 * len(points) <= budget):
+                if 'mesh' in outputs and 2 * len(points) <= budget:
                     points = None       # the full mesh is made anyway: its vertices are points
             if points is None:
                 mesh = extract_mesh(geo.volume)
