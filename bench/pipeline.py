@@ -152,6 +152,10 @@ def main() -> int:
     ap.add_argument('--per-image', action='store_true',
                     help='segmentation_tracking off: each frame segmented on its own, the samples '
                          'cycling (the default tracks the person over a video-like stream)')
+    ap.add_argument('--surface-smoothing', type=float,
+                    default=MonoPortConfig().surface_smoothing, metavar='SIGMA',
+                    help='occupancy smoothing, sigma in voxels of a 256^3 grid (default: the '
+                         'node\'s, %(default)s)')
     ap.add_argument('--mirror-average', action='store_true',
                     help='mirror_average on (the network also asked about the mirrored image)')
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
@@ -169,6 +173,7 @@ def main() -> int:
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
                 segmentation=not args.no_segmentation, mirror_average=args.mirror_average,
+                surface_smoothing=args.surface_smoothing,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
     tracking = not args.per_image
     stream = video_like(images) if tracking else images
@@ -183,7 +188,7 @@ def main() -> int:
             # the volume stays on the geometry device: the render's ray search runs there, its
             # colour queries on the colour device
             row['stage_devices'] = {'segment': 'cpu', 'encode': geo, 'localize': geo,
-                                    'components': geo, 'fill': 'cpu', 'color': col,
+                                    'components': geo, 'fill': 'cpu', 'smooth': geo, 'color': col,
                                     'mesh': 'cpu', 'render': geo if geo == col else f'{geo}+{col}'}
         print(json.dumps(row) if args.json else row, flush=True)
 
@@ -192,7 +197,7 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': tracking})
         emit({'resolution': res,
               'segmentation_tracking': tracking, 'precision': args.precision,
-              'mirror_average': args.mirror_average,
+              'mirror_average': args.mirror_average, 'surface_smoothing': args.surface_smoothing,
               **run_stream(cfg, stream, args.frames, args.rate)})
     if args.no_dense:
         return 0

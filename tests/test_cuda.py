@@ -159,6 +159,17 @@ def test_surface_points_on_the_gpu_equal_the_cpu():
         assert torch.allclose(a, b.cpu(), atol=1e-6)
 
 
+def test_smoothing_on_the_gpu_equals_the_cpu():
+    from monoport_ros.core.smoothing import smooth_volume
+    for name in sorted(SHAPES):
+        cpu = localize_surface(SHAPES[name], 64, 3)
+        gpu = LocalizedVolume(cpu.values.cuda(), cpu.queried.cuda(), cpu.resolution,
+                              cpu.threshold, box=cpu.box)
+        assert smooth_volume(cpu, 1.0) == smooth_volume(gpu, 1.0)
+        assert torch.allclose(cpu.values, gpu.values.cpu(), atol=1e-6)
+        assert torch.equal(cpu.queried, gpu.queried.cpu())
+
+
 def _on_device(field):
     """Wrap an analytic field (written for host tensors) to be asked from any device."""
     return lambda p: field(p.cpu()).to(p.device)

@@ -213,6 +213,16 @@ def test_reconstructor_on_two_cpu_devices() -> None:
     assert set(out.timings_ms) >= {'segment', 'encode', 'localize', 'color', 'mesh', 'render'}
 
 
+@pytest.mark.parametrize('sigma', [0.0, 2.0])
+def test_reconstructor_smooths_only_when_asked(sigma: float) -> None:
+    cfg = MonoPortConfig(segmentation=False, resolution=64, render_views=[],
+                         surface_smoothing=sigma, mesh_max_triangles=0)
+    assert cfg.smoothing_sigma_voxels() == sigma / 4
+    out = Reconstructor(cfg, random_net()).reconstruct(person_like_image(), {'mesh'})
+    assert out.person and len(out.faces) > 100
+    assert ('smooth' in out.timings_ms) == (sigma > 0)
+
+
 @pytest.mark.parametrize('budget, outputs', [(2000, {'points', 'mesh'}), (0, {'points'})])
 def test_points_from_edge_crossings_equal_the_mesh_vertices(monkeypatch, budget: int,
                                                             outputs: set[str]) -> None:

@@ -153,6 +153,11 @@ class MonoPortConfig:
                               '(better depth; the geometry stage takes about 1.5x as long)')
     fill_silhouette: bool = _p(True, 'Give every pixel of the person mask geometry (thin limbs '
                                'the network dropped come back as round limbs)')
+    surface_smoothing: float = _p(0.0, 'Gaussian smoothing of the occupancy before the surface '
+                                  'is taken, sigma in voxels of a 256^3 grid (half as many at '
+                                  '128^3); 0 = off, 1 = the offline commands\' default: fewer '
+                                  'spurious thin surfaces and bumps, limbs a little thinner',
+                                  lo=0.0, hi=4.0)
     segmentation: bool = _p(True, 'Segment the person; false for pre-masked input')
     segmentation_model: str = _p('pose',
                                  'MediaPipe model: pose (full body, robust) or selfie (faster)',
@@ -190,6 +195,10 @@ class MonoPortConfig:
                              f'{self.resolution} (coarsest grid must be at least 2)')
         for view in self.render_views:
             view_yaw(view)
+
+    def smoothing_sigma_voxels(self) -> float:
+        """``surface_smoothing`` in voxels of this resolution (its unit is a 256^3 voxel)."""
+        return self.surface_smoothing * self.resolution / 256.0
 
     def localization_levels(self, device_type: str = 'cpu') -> int:
         """Return ``octree_depth``, or the automatic choice for a geometry device of that type."""

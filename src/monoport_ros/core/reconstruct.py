@@ -31,6 +31,7 @@ from .networks import MonoPortNet, sample_features
 from .preprocess import check_rgb, crop_person, largest_component
 from .rendering import render_view
 from .segmentation import MIN_SIDE
+from .smoothing import smooth_volume
 
 LOG = logging.getLogger(__name__)
 ALL_OUTPUTS = frozenset({'points', 'mesh', 'views', 'mask'})
@@ -360,6 +361,10 @@ class Reconstructor:
         if cfg.fill_silhouette and geo.crop_mask is not None:   # after: limbs attach to the body
             fill_silhouette(geo.volume, geo.crop_mask)
             rec.timings_ms['fill'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+        if cfg.surface_smoothing > 0:   # after: the filled limbs are smoothed as well
+            smooth_volume(geo.volume, cfg.smoothing_sigma_voxels())
+            rec.timings_ms['smooth'] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
         dev = self.color_device
         feats = geo.features.to(dev, non_blocking=True)
