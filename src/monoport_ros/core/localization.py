@@ -41,7 +41,9 @@ class LocalizedVolume:
     """Occupancy values on the full grid, indexed ``[ix, iy, iz]``, and query statistics."""
 
     values: torch.Tensor                  # (R+1)^3 float32 probabilities (queried or inferred)
-    queried: torch.Tensor                 # (R+1)^3 bool, True where the network was asked
+    # (R+1)^3 bool, True where the network was asked, or where completion or smoothing set the
+    # value (trusted by marching cubes)
+    queried: torch.Tensor
     resolution: int
     threshold: float
     queries: int = 0
