@@ -31,7 +31,7 @@ LAUNCH = REPO / 'launch'
 PKG = 'monoport_ros'
 NODE_ARGUMENTS = {'image_topic', 'camera_info_topic', 'resolution', 'octree_depth',
                   'geometry_device', 'color_device', 'precision', 'mirror_average', 'checkpoint',
-                  'image_reliability', 'segmentation_tracking',
+                  'surface_smoothing', 'image_reliability', 'segmentation_tracking',
                   'params_file', 'namespace', 'use_rviz'}
 NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'params_file', 'namespace',
                            'use_rviz'}
@@ -206,7 +206,7 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
     (opaque,) = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
     values = {name: a.default_value for name, a in args.items()}
     values.update(resolution='64', geometry_device='cuda:0', namespace='robot1',
-                  segmentation_tracking='False', mirror_average='true')
+                  segmentation_tracking='False', mirror_average='true', surface_smoothing='1.0')
     (node,) = opaque.function(_Context(values))
     assert (node.package, node.executable, node.name) == (PKG, 'monoport_node', 'monoport_node')
     assert node.executable in _console_scripts(setup_kwargs)
@@ -214,7 +214,7 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
     (params,) = node.parameters
     expected = yaml.safe_load(params_file.read_text())['monoport_node']['ros__parameters']
     expected.update(resolution=64, geometry_device='cuda:0', segmentation_tracking=False,
-                    mirror_average=True)
+                    mirror_average=True, surface_smoothing=1.0)
     assert params == expected
     P.config_from_values(params)                    # valid node parameters
     remaps = {src: dst.name for src, dst in node.remappings}
