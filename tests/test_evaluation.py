@@ -74,6 +74,29 @@ def test_flipped_mesh_normal_consistency(ball):
     assert m['iou'] > 0.99          # parity occupancy ignores orientation
 
 
+def test_zero_area_triangles_do_not_make_the_metrics_nan(ball):
+    """Marching cubes can leave a degenerate triangle; its missing normal must not spread NaN."""
+    v = np.vstack([ball.vertices, [[0.0, 0.0, 0.0]]])
+    centre = len(v) - 1
+    faces = np.vstack([ball.faces, [[centre, centre, centre]] * 3])     # zero area, at the centre
+    degenerate = metrics.Surface(v, faces)
+    inside = np.zeros((5, 3))                            # the centre: closest to the bad triangles
+    assert np.isfinite(degenerate.closest_normals(inside)).all()
+    m = metrics.mesh_metrics(degenerate, ball, n_samples=SAMPLES, iou_grid=GRID)
+    assert all(np.isfinite(x) for x in m.values())
+    assert m['normal_consistency'] > 0.99
+
+
+def test_evaluation_scores_the_whole_mesh():
+    """The node's triangle budget would re-extract the surface on a coarser grid: not here."""
+    from monoport_ros.core.config import MonoPortConfig
+    run = ev._DefaultReconstruct(MonoPortConfig(segmentation=False, mesh_max_triangles=100))
+    try:
+        assert run.rec.config.mesh_max_triangles == 0
+    finally:
+        run.close()
+
+
 def test_iou_of_mesh_with_holes(ball):
     """A reconstruction with missing triangles is still mostly 'inside' (voted ray parity)."""
     keep = np.ones(len(ball.faces), bool)

@@ -307,9 +307,10 @@ class _DefaultReconstruct:
         from .config import MonoPortConfig
         from .reconstruct import Reconstructor
 
-        # the cases are unrelated images, not a video: per-image segmentation
+        # the cases are unrelated images, not a video: per-image segmentation; the whole mesh is
+        # scored (the node's triangle budget would re-extract it on a coarser grid)
         config = replace(config if config is not None else MonoPortConfig(),
-                         segmentation_tracking=False)
+                         segmentation_tracking=False, mesh_max_triangles=0)
         self.rec = Reconstructor(config)
 
     def __call__(self, rgb: np.ndarray) -> Any:

@@ -81,7 +81,8 @@ class Surface:
         """Return the unit normal of the closest triangle for each point."""
         q = o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float32))
         ans = self.scene.compute_closest_points(q, nthreads=THREADS)
-        n = ans['primitive_normals'].numpy().astype(np.float64)
+        # a zero-area triangle has no normal (NaN from Open3D): count it as perpendicular (0)
+        n = np.nan_to_num(ans['primitive_normals'].numpy().astype(np.float64))
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
     def occupancy(self, points: np.ndarray) -> np.ndarray:
