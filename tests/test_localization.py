@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monoport_ros.core.localization import (_ambiguous_children, _cell_corners, _upsample_linear,
+from monoport_ros.core.localization import (_ambiguous_children, cell_corners, _upsample_linear,
                                             dense_occupancy, localize_surface, mixed_cells)
 from shapes import SHAPES
 
@@ -195,7 +195,7 @@ def test_mixed_cells_and_their_corners_match_a_direct_count() -> None:
     points = torch.zeros(6, 7, 5, dtype=torch.bool)
     for i, j, k in cells.nonzero().tolist():
         points[i:i + 2, j:j + 2, k:k + 2] = True
-    assert torch.equal(_cell_corners(cells), points)
+    assert torch.equal(cell_corners(cells), points)
 
 
 def test_ambiguous_children_match_a_direct_count() -> None:

@@ -223,7 +223,7 @@ def _unknown_corners_of_mixed_cells_near(level: torch.Tensor, threshold: float,
     """
     Find unqueried corners of the mixed cells that touch ``points`` (K, 3) of ``level``.
 
-    The sparse form of ``_cell_corners(mixed_cells(level > threshold)) & ~known`` for the cells
+    The sparse form of ``cell_corners(mixed_cells(level > threshold)) & ~known`` for the cells
     around a few points; it keeps each flood round proportional to the points it just queried.
     ``level`` is a view into the full values volume, which ``flat_values`` is flattened
     (``flat_known``: the queried volume, same layout); points are addressed by their offset in
@@ -283,11 +283,11 @@ def _unknown_corners_of_mixed_cells_in_box(level: torch.Tensor, threshold: float
     points.
     """
     win = _window(points, level.shape, 1)
-    found = (_cell_corners(mixed_cells(level[win] > threshold)) & ~known[win]).nonzero()
+    found = (cell_corners(mixed_cells(level[win] > threshold)) & ~known[win]).nonzero()
     return found + torch.tensor([w.start for w in win], device=found.device)
 
 
-def _cell_corners(cells: torch.Tensor) -> torch.Tensor:
+def cell_corners(cells: torch.Tensor) -> torch.Tensor:
     """Grid points that are a corner of at least one marked cell (one more per axis than cells)."""
     pts = cells
     for axis in range(3):       # dilate one axis at a time (see mixed_cells)
