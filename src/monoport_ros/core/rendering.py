@@ -158,6 +158,20 @@ def _resize(t: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return out[0] if t.dim() == 2 else out
 
 
+def _sample_pixels(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """
+    Bilinear samples (C, K) of (1, C, n, n) grid-ray images at the ``mask`` pixels (row-major).
+
+    Corners aligned, as :func:`_resize`, but only at the K pixels wanted: resizing a 7-channel
+    129^2 image to 256^2 whole took 1.7 ms, a quarter of a view's time on one core.
+    """
+    lin = torch.linspace(-1.0, 1.0, mask.shape[0], device=mask.device)
+    rows, cols = mask.nonzero(as_tuple=True)
+    grid = torch.stack([lin[cols], lin[rows]], dim=-1).reshape(1, 1, -1, 2)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='border',
+                         align_corners=True)[0, :, 0]
+
+
 def _image_points(mask: torch.Tensor, depth: torch.Tensor, yaw_deg: float) -> torch.Tensor:
     """Model-space points (K, 3) of the ``mask`` pixels (row-major) at their view depth."""
     lin = torch.linspace(-1.0, 1.0, mask.shape[0], device=mask.device)
@@ -198,10 +212,10 @@ def render_view(volume: LocalizedVolume, yaw_deg: float, size: int,
     pts = _image_points(mask, depth, yaw_deg)
     if size > n:
         normals_g, rgb_g = _shade(volume, _image_points(hit, z_grid, yaw_deg), yaw_deg, color_fn)
-        shading = torch.zeros((7, n, n), device=hit.device)
+        shading = torch.zeros((1, 7, n, n), device=hit.device)
         ones = torch.ones((len(rgb_g), 1), device=hit.device)
-        shading[:, hit] = torch.cat([normals_g, rgb_g, ones], dim=1).T
-        shading = _resize(shading, size, 'bilinear')[:, mask]                 # (7, K)
+        shading[0, :, hit] = torch.cat([normals_g, rgb_g, ones], dim=1).T
+        shading = _sample_pixels(shading, mask)                                 # (7, K)
         # each mask pixel's nearest ray is a hit, so its bilinear weight of hit rays is > 0
         shading = shading[:6] / shading[6].clamp(min=1e-6)
         # (x * x).sum(0): torch's norm over dim 0 of a (3, K) tensor was ~30x slower here
