@@ -106,6 +106,32 @@ def test_iou_of_mesh_with_holes(ball):
     assert metrics.volumetric_iou(holed, ball, grid=GRID) > 0.95
 
 
+def test_watertight_keeps_nearly_coinciding_vertices_apart(ball):
+    """
+    Distinct vertices closer than trimesh's merge tolerance stay distinct (marching cubes makes
+    such pairs on neighbouring grid edges); only exact duplicates, as along a split seam, join.
+    """
+    v, f = ball.vertices, ball.faces
+    a, b, c = f[0]
+    other = next(i for i, face in enumerate(f[1:], 1) if a in face and b in face)
+    e = next(x for x in f[other] if x not in (a, b))
+    d = len(v)                      # a new vertex on edge a-b, 1e-9 from a: split both faces
+    v = np.vstack([v, v[a] + 1e-9 * (v[b] - v[a])])
+    keep = np.ones(len(f), bool)
+    keep[[0, other]] = False
+    split = np.array([[a, d, c], [d, b, c], [b, d, e], [d, a, e]])
+    assert metrics.Surface(v, np.vstack([f[keep], split])).watertight
+    # the ball cut into two halves with their own copies of the rim vertices: joined, closed
+    cut = f.copy()
+    top = v[:len(ball.vertices)][:, 2] > 0
+    moved = np.flatnonzero(top)
+    copy_of = {int(i): len(ball.vertices) + k for k, i in enumerate(moved)}
+    upper = top[f].all(axis=1)
+    cut[upper] = np.vectorize(copy_of.get)(f[upper])
+    seamed = metrics.Surface(np.vstack([ball.vertices, ball.vertices[moved]]), cut)
+    assert not seamed.mesh.is_watertight and seamed.watertight
+
+
 def test_bad_meshes_raise():
     with pytest.raises(ValueError, match='no faces'):
         metrics.Surface(np.zeros((3, 3)), np.zeros((0, 3), int))

@@ -56,10 +56,25 @@ class Surface:
 
     @property
     def watertight(self) -> bool:
-        """Tell whether the mesh is closed and edge-manifold (after merging duplicate vertices)."""
+        """
+        Tell whether the mesh is closed and edge-manifold, as indexed or with split seams joined.
+
+        Seams: vertices at exactly the same position (e.g. a mesh cut along its UV seams) are
+        joined when the mesh is not closed as indexed. Not joined are merely near ones: in float32
+        metres, distinct marching-cubes vertices (on neighbouring grid edges) can fall within
+        trimesh's merge tolerance of each other or even round to one position, and joining them
+        made closed reconstructions fail this test.
+        """
         if self._watertight is None:
-            merged = trimesh.Trimesh(self.vertices, self.faces, process=True)
-            self._watertight = bool(merged.is_watertight)
+            closed = self.mesh.is_watertight
+            if not closed:
+                unique, index = np.unique(self.vertices, axis=0, return_inverse=True)
+                if len(unique) < len(self.vertices):
+                    faces = index.reshape(-1)[self.faces]
+                    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+                                  & (faces[:, 0] != faces[:, 2])]
+                    closed = trimesh.Trimesh(unique, faces, process=False).is_watertight
+            self._watertight = bool(closed)
         return self._watertight
 
     @property
