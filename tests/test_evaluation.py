@@ -108,8 +108,10 @@ def test_iou_of_mesh_with_holes(ball):
 
 def test_watertight_keeps_nearly_coinciding_vertices_apart(ball):
     """
-    Distinct vertices closer than trimesh's merge tolerance stay distinct (marching cubes makes
-    such pairs on neighbouring grid edges); only exact duplicates, as along a split seam, join.
+    Keep distinct vertices apart, however close; join exact duplicates only.
+
+    Marching cubes makes such close pairs on neighbouring grid edges; exact duplicates are a split
+    seam.
     """
     v, f = ball.vertices, ball.faces
     a, b, c = f[0]

@@ -177,6 +177,11 @@ class MonoPortConfig:
     frames_in_flight: int = _p(0, 'Frames inside the pipeline at once (0 = auto: 3, or the '
                                'number of CPU cores when every stage runs on the CPU)',
                                lo=0, hi=3, dynamic=False)
+    worker_processes: bool = _p(True, 'With every stage on the CPU, reconstruct whole frames in '
+                                'worker processes, one per frame in flight, instead of one '
+                                'thread per stage (the threads contend for Python\'s global '
+                                'lock); false: threads, less memory. Ignored with a CUDA device',
+                                dynamic=False)
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and why."""

@@ -75,6 +75,20 @@ def frames_in_flight(config: MonoPortConfig) -> int:
     return 3
 
 
+def make_pipeline(config: MonoPortConfig, on_result: ResultCallback) -> Any:
+    """
+    Start the pipeline that suits ``config``.
+
+    Worker processes when every stage is on the CPU and more than one frame is in flight
+    (``worker_processes``, :mod:`core.process_pipeline`), else stage threads.
+    """
+    on_cpu = config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu')
+    if on_cpu and config.worker_processes and frames_in_flight(config) > 1:
+        from .process_pipeline import ProcessPipeline
+        return ProcessPipeline(config, on_result)
+    return TwoDevicePipeline(config, on_result)
+
+
 class FramePacer:
     """
     Decide whether a freed pipeline slot should wait for the stream's next frame.
@@ -120,35 +134,26 @@ class FramePacer:
         return period - age + self.SLACK * period
 
 
-class TwoDevicePipeline:
-    """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
+class FrameInbox:
+    """
+    The stream side of a pipeline: newest-wins inbox, frames-in-flight limit, counters, delivery.
+
+    Subclasses take frames with :meth:`_take_frame`, hand each result to :meth:`_deliver` and
+    free its slot with :meth:`_slot_freed`.
+    """
 
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
-                 reconstructor: Reconstructor | None = None) -> None:
-        self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
-        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-            # the stages share the CPU: one intra-op thread each avoids oversubscription
-            torch.set_num_threads(max(1, usable_cpus() // 2))
+                 in_flight_limit: int) -> None:
         self._on_result = on_result
         self._inbox: collections.deque = collections.deque()
         self._capacity = config.queue_size
-        self._in_flight_limit = frames_in_flight(config)
+        self._in_flight_limit = in_flight_limit
         self._in_flight = 0
         self._pacer = FramePacer()
         self._cond = threading.Condition()
-        self._prepared: queue.Queue = queue.Queue(maxsize=1)
-        self._handoff: queue.Queue = queue.Queue(maxsize=1)
         self._closed = False
         self._stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0, 'no_person': 0}
         self._stats_lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._segment_loop, name='monoport-segment',
-                                          daemon=True),
-                         threading.Thread(target=self._geometry_loop, name='monoport-geometry',
-                                          daemon=True),
-                         threading.Thread(target=self._color_loop, name='monoport-color',
-                                          daemon=True)]
-        for t in self._threads:
-            t.start()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -187,21 +192,16 @@ class TwoDevicePipeline:
             self._cond.notify()
         return not dropped
 
-    def update_config(self, config: MonoPortConfig) -> None:
-        """Apply run-time settings (resolution, threshold, views, ...) from the next frame on."""
-        self.reconstructor.update_config(config)
+    def _set_capacity(self, config: MonoPortConfig) -> None:
         with self._cond:
             self._capacity = config.queue_size
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop both workers (frames still waiting are discarded) and wait for them."""
+    def _close_inbox(self) -> None:
+        """Refuse new frames and discard the waiting ones; wakes :meth:`_take_frame`."""
         with self._cond:
             self._closed = True
             self._inbox.clear()
             self._cond.notify_all()
-        for t in self._threads:
-            t.join(timeout)
-        self.reconstructor.close()
 
     def _take_frame(self) -> tuple | None:
         """Wait for a free slot and a frame (see :class:`FramePacer`); None once closed."""
@@ -219,6 +219,79 @@ class TwoDevicePipeline:
                 return None
             self._in_flight += 1
             return self._inbox.popleft()
+
+    def _slot_freed(self) -> None:
+        """Free a slot: a frame has left the stages, another may be taken."""
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def _deliver(self, meta: Any, result: Reconstruction | None,
+                 error: BaseException | None) -> None:
+        """Count one frame's outcome and hand it to the consumer."""
+        if error is not None:
+            self._count('failed')
+            # the consumer gets the error (the node logs it, throttled)
+            LOG.debug('frame dropped: %s: %s', type(error).__name__, error)
+        else:
+            self._count('processed')
+            if not result.person:
+                self._count('no_person')
+        try:
+            self._on_result(meta, result, error)
+        except Exception:   # noqa: BLE001 - a broken consumer must not kill the worker
+            LOG.exception('result callback raised')
+
+
+class TwoDevicePipeline(FrameInbox):
+    """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
+
+    workers = 'stage threads'
+
+    def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
+                 reconstructor: Reconstructor | None = None) -> None:
+        self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
+        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
+            # the stages share the CPU: one intra-op thread each avoids oversubscription
+            torch.set_num_threads(max(1, usable_cpus() // 2))
+        super().__init__(config, on_result, frames_in_flight(config))
+        self._prepared: queue.Queue = queue.Queue(maxsize=1)
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._threads = [threading.Thread(target=self._segment_loop, name='monoport-segment',
+                                          daemon=True),
+                         threading.Thread(target=self._geometry_loop, name='monoport-geometry',
+                                          daemon=True),
+                         threading.Thread(target=self._color_loop, name='monoport-color',
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def arithmetic(self) -> tuple[str, str]:
+        """Name the number types of the geometry and colour networks (see Reconstructor)."""
+        return self.reconstructor.arithmetic
+
+    @property
+    def octree_levels(self) -> int:
+        """Localization levels in use."""
+        return self.reconstructor.octree_levels
+
+    @property
+    def devices(self) -> tuple[str, str]:
+        """Name the geometry and colour devices in use (after any fallback)."""
+        return (str(self.reconstructor.geometry_device), str(self.reconstructor.color_device))
+
+    def update_config(self, config: MonoPortConfig) -> None:
+        """Apply run-time settings (resolution, threshold, views, ...) from the next frame on."""
+        self.reconstructor.update_config(config)
+        self._set_capacity(config)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers (frames still waiting are discarded) and wait for them."""
+        self._close_inbox()
+        for t in self._threads:
+            t.join(timeout)
+        self.reconstructor.close()
 
     def _segment_loop(self) -> None:
         while True:
@@ -252,18 +325,5 @@ class TwoDevicePipeline:
                 result, error = _attempt(self.reconstructor.color, geo, outputs)
                 # the pipeline hands out only the result, so the volume can serve a later frame
                 _attempt(self.reconstructor.recycle, geo)
-            if error is not None:
-                self._count('failed')
-                # the consumer gets the error (the node logs it, throttled)
-                LOG.debug('frame dropped: %s: %s', type(error).__name__, error)
-            else:
-                self._count('processed')
-                if not result.person:
-                    self._count('no_person')
-            try:
-                self._on_result(meta, result, error)
-            except Exception:   # noqa: BLE001 - a broken consumer must not kill the worker
-                LOG.exception('result callback raised')
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
+            self._deliver(meta, result, error)
+            self._slot_freed()

@@ -199,6 +199,15 @@ def check_image(rgb: np.ndarray, segmentation: bool = False) -> None:
     check_rgb(rgb, MIN_SIDE if segmentation else 8)
 
 
+def check_runtime_change(old: MonoPortConfig, new: MonoPortConfig) -> None:
+    """Raise ValueError unless ``new`` is valid and keeps what is fixed for an engine's life."""
+    new.validate()
+    for name in ('checkpoint', 'geometry_device', 'color_device', 'precision',
+                 'segmentation_model', 'segmentation_tracking', 'worker_processes'):
+        if getattr(new, name) != getattr(old, name):
+            raise ValueError(f'{name} cannot change at run time; restart with the new value')
+
+
 class Reconstructor:
     """
     Loads the model once and reconstructs frames.
@@ -252,11 +261,7 @@ class Reconstructor:
 
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings; model and devices are fixed for the Reconstructor's life."""
-        config.validate()
-        for name in ('checkpoint', 'geometry_device', 'color_device', 'precision',
-                     'segmentation_model', 'segmentation_tracking'):
-            if getattr(config, name) != getattr(self.config, name):
-                raise ValueError(f'{name} cannot change at run time; restart with the new value')
+        check_runtime_change(self.config, config)
         self.config = config
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:

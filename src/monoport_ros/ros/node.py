@@ -96,8 +96,8 @@ def _reliability(name: str) -> ReliabilityPolicy:
 
 
 def _default_pipeline(config: MonoPortConfig, on_result: Callable[..., None]) -> Any:
-    from ..core.pipeline import TwoDevicePipeline
-    return TwoDevicePipeline(config, on_result)
+    from ..core.pipeline import make_pipeline
+    return make_pipeline(config, on_result)
 
 
 class MonoPortNode(Node):
@@ -163,18 +163,18 @@ class MonoPortNode(Node):
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
-        rec = getattr(self.pipeline, 'reconstructor', None)
-        devices = (getattr(rec, 'geometry_device', self.config.geometry_device),
-                   getattr(rec, 'color_device', self.config.color_device))
-        self.devices = tuple(str(d) for d in devices)
+        self.devices = tuple(str(d) for d in getattr(
+            self.pipeline, 'devices', (self.config.geometry_device, self.config.color_device)))
         # what precision 'auto' (the default) chose on each device
-        self.arithmetic = getattr(rec, 'arithmetic', (self.config.precision,) * 2)
+        self.arithmetic = getattr(self.pipeline, 'arithmetic', (self.config.precision,) * 2)
+        # 'worker processes' or 'stage threads' (see core.pipeline.make_pipeline)
+        self.workers = getattr(self.pipeline, 'workers', 'stage threads')
         self.get_logger().info(
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '
             f'octree levels {self.octree_levels}, devices geometry={self.devices[0]} '
             f'({self.arithmetic[0]}) color={self.devices[1]} ({self.arithmetic[1]}), '
-            f'views {self.config.render_views}, segmentation '
+            f'views {self.config.render_views}, {self.workers}, segmentation '
             + (f'{self.config.segmentation_model} '
                f'({"tracking" if self.config.segmentation_tracking else "per image"})'
                if self.config.segmentation else 'off (pre-masked input)'))
@@ -478,6 +478,7 @@ class MonoPortNode(Node):
             'resolution': self.config.resolution,
             'octree_depth': self.config.octree_depth,
             'octree_levels': self.octree_levels,
+            'workers': self.workers,
         }
         values.update({f'time_{k}_ms': round(v, 2) for k, v in timings.items()})
         status.values = [KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))

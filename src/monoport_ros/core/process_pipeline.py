@@ -1,0 +1,251 @@
+"""
+Frame-parallel pipeline in worker processes, for the all-CPU configuration.
+
+:class:`core.pipeline.TwoDevicePipeline` overlaps frames with one thread per stage. On a CPU those
+threads run thousands of short torch operations per frame, each taking and releasing Python's
+global interpreter lock, and they wait on each other for it: two frames reconstructed at once took
+195-210 ms each in two threads of one process against 148-157 ms in two processes (128^3, the
+samples, one torch thread each, 2-core VM). Here each of ``frames_in_flight`` worker processes runs
+whole frames (segmentation, geometry, colour) with its own :class:`Reconstructor` and segmenter;
+this process keeps the newest-wins inbox, the pacing and the counters (:class:`FrameInbox`), and
+delivers the results in input order. A worker that dies is replaced; its frame fails.
+
+Workers are started with ``spawn`` (never forked from a process that may hold DDS or MediaPipe
+threads), so programs that use this must guard their entry point (``if __name__ == '__main__'``).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import threading
+from typing import Any
+
+import numpy as np
+
+from .config import MonoPortConfig
+from .pipeline import FrameInbox, ResultCallback, _attempt, frames_in_flight
+from .reconstruct import check_runtime_change
+
+LOG = logging.getLogger(__name__)
+READY_TIMEOUT_S = 300.0          # a worker's start: torch, the model, (MediaPipe on first frame)
+_CONTEXT = multiprocessing.get_context('spawn')
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended while it had a frame (e.g. killed for memory)."""
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling, else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:   # noqa: BLE001 - any exception type may refuse pickling
+        return RuntimeError(f'{type(error).__name__}: {error}')
+
+
+def _worker_main(config: MonoPortConfig, conn: Any) -> None:
+    """Run a worker process: reconstruct the frames it is sent until it gets None."""
+    import torch
+
+    from .reconstruct import Reconstructor
+    torch.set_num_threads(1)            # one frame per core: intra-op threads would only compete
+    try:
+        rec = Reconstructor(config)
+    except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(('error', _portable(exc)))
+        return
+    conn.send(('ready', {'arithmetic': rec.arithmetic, 'octree_levels': rec.octree_levels,
+                         'devices': (str(rec.geometry_device), str(rec.color_device))}))
+    try:
+        while True:
+            message = conn.recv()
+            if message is None:
+                break
+            if message[0] == 'config':
+                rec.update_config(message[1])
+                continue
+            _, seq, rgb, outputs = message
+            geo, error = _attempt(rec.geometry, rgb, outputs)
+            result = None
+            if error is None:
+                result, error = _attempt(rec.color, geo, outputs)
+                _attempt(rec.recycle, geo)
+            conn.send((seq, result, None if error is None else _portable(error)))
+    except (EOFError, OSError, KeyboardInterrupt):     # the parent went away
+        pass
+    finally:
+        rec.close()
+
+
+class _Worker:
+    """One worker process and the end of its pipe."""
+
+    def __init__(self, config: MonoPortConfig) -> None:
+        self.conn, child = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(target=_worker_main, args=(config, child),
+                                        name='monoport-worker', daemon=True)
+        self.process.start()
+        child.close()
+        self.frame: tuple[int, Any] | None = None       # (sequence number, meta) being worked on
+        self.alive = True                               # False: dead and not replaced
+
+    def wait_ready(self) -> dict:
+        """Return the worker's description once it has loaded; raise what stopped it."""
+        if not self.conn.poll(READY_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError(f'reconstruction worker not ready after {READY_TIMEOUT_S:.0f} s')
+        try:
+            kind, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError('reconstruction worker exited at start-up '
+                               f'(exit code {self.process.exitcode})') from None
+        if kind == 'error':
+            self.stop()
+            raise value
+        return value
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to end, then make sure it has."""
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self.conn.close()
+
+
+class ProcessPipeline(FrameInbox):
+    """Run frames in worker processes; the interface of :class:`TwoDevicePipeline`."""
+
+    workers = 'worker processes'
+
+    def __init__(self, config: MonoPortConfig, on_result: ResultCallback) -> None:
+        self.config = config
+        count = frames_in_flight(config)
+        super().__init__(config, on_result, count)
+        self._workers = [_Worker(config) for _ in range(count)]
+        try:
+            infos = [w.wait_ready() for w in self._workers]
+        except BaseException:
+            for w in self._workers:
+                w.stop()
+            raise
+        self.arithmetic: tuple[str, str] = tuple(infos[0]['arithmetic'])
+        self.octree_levels: int = infos[0]['octree_levels']
+        self.devices: tuple[str, str] = tuple(infos[0]['devices'])
+        self._idle = list(range(count))
+        self._send_lock = threading.Lock()      # config updates and frames share the pipes
+        self._next_seq = 0                      # next frame taken
+        self._next_out = 0                      # next frame delivered
+        self._finished: dict[int, tuple] = {}   # seq -> (meta, result, error), out of order
+        self._deliver_lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._dispatch_loop, name='monoport-dispatch',
+                                          daemon=True)]
+        self._threads += [threading.Thread(target=self._collect_loop, args=(i,),
+                                           name=f'monoport-collect-{i}', daemon=True)
+                          for i in range(count)]
+        for t in self._threads:
+            t.start()
+
+    def update_config(self, config: MonoPortConfig) -> None:
+        """Apply run-time settings from each worker's next frame on (ValueError if refused)."""
+        check_runtime_change(self.config, config)
+        self.config = config
+        with self._send_lock:
+            for w in self._workers:
+                try:
+                    w.conn.send(('config', config))
+                except (OSError, ValueError):   # a dead worker: its replacement gets config
+                    pass
+        self._set_capacity(config)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers (frames still waiting or in the workers are discarded)."""
+        self._close_inbox()
+        self._threads[0].join(timeout)
+        with self._send_lock:
+            for w in self._workers:
+                w.stop(timeout)
+        for t in self._threads[1:]:
+            t.join(timeout)
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            frame = self._take_frame()
+            if frame is None:
+                return
+            rgb, meta, outputs, _ = frame
+            with self._cond:        # a slot is free, so a worker is idle
+                index = self._idle.pop(0)
+                seq = self._next_seq
+                self._next_seq += 1
+            with self._send_lock:
+                worker = self._workers[index]
+                if worker.alive:
+                    worker.frame = (seq, meta)
+                    try:
+                        worker.conn.send(('frame', seq, np.ascontiguousarray(rgb), outputs))
+                    except (OSError, ValueError):
+                        pass        # the collector sees the worker gone and fails the frame
+            if not worker.alive:    # it died and could not be replaced
+                self._finish(None, seq, meta, None, WorkerDied('reconstruction worker gone'))
+
+    def _collect_loop(self, index: int) -> None:
+        while True:
+            worker = self._workers[index]
+            try:
+                seq, result, error = worker.conn.recv()
+            except (EOFError, OSError):
+                if self._closed:
+                    return
+                if not self._replace(index):
+                    return
+                continue
+            meta = worker.frame[1]
+            worker.frame = None
+            self._finish(index, seq, meta, result, error)
+
+    def _replace(self, index: int) -> bool:
+        """Fail the dead worker's frame and start another in its place (False: gave up)."""
+        dead = self._workers[index]
+        dead.process.join(1.0)
+        code = dead.process.exitcode
+        LOG.error('reconstruction worker %d ended (exit code %s); starting another', index, code)
+        try:
+            fresh: _Worker | None = _Worker(self.config)
+            fresh.wait_ready()
+        except Exception:   # noqa: BLE001 - logged; the pipeline goes on with fewer workers
+            LOG.exception('could not replace reconstruction worker %d', index)
+            fresh = None
+        with self._send_lock:       # from here on no frame goes to the dead worker
+            frame, dead.frame = dead.frame, None
+            if fresh is not None:
+                self._workers[index] = fresh
+            else:
+                dead.alive = False
+                with self._cond:    # one slot fewer from now on
+                    self._in_flight_limit -= 1
+        dead.stop(1.0)
+        if frame is not None:       # it was working: fail that frame, free its slot
+            self._finish(index if fresh is not None else None, frame[0], frame[1], None,
+                         WorkerDied(f'reconstruction worker ended (exit code {code})'))
+        # an idle worker's index is still in the idle list (or the dispatcher's hands)
+        return fresh is not None
+
+    def _finish(self, index: int | None, seq: int, meta: Any, result: Any,
+                error: BaseException | None) -> None:
+        """Free the worker's slot, then deliver every finished frame that is next in order."""
+        if index is not None:
+            with self._cond:
+                self._idle.append(index)
+        self._slot_freed()
+        with self._deliver_lock:
+            self._finished[seq] = (meta, result, error)
+            while self._next_out in self._finished:
+                self._deliver(*self._finished.pop(self._next_out))
+                self._next_out += 1
