@@ -9,7 +9,8 @@ tracks the person; ``--per-image``: the samples cycling, each segmented on its o
 mesh, render views, diagnostics), then keeps the images coming for ``--idle`` seconds with no
 output subscribers. It prints one JSON line: input and output rates, latency from the image stamp
 to each output (p50/p95), frame accounting from the node's diagnostics (newest-wins drops,
-failures), per-stage times, the node's memory (RSS) over the run and its CPU use in both phases.
+failures), per-stage times, the memory (RSS) of the node and its reconstruction worker processes
+over the run and their CPU use in both phases.
 
 Outputs are received as serialized bytes (only the header stamp is decoded), so this process
 stays light. ``mesh`` has no header: it gets the stamp of the ``mesh_marker`` the node published
@@ -77,37 +78,64 @@ def _marker_points(data: bytes) -> int:
     return _cdr_u32(data, align(pos, 4))
 
 
-def _rss_mb(proc: psutil.Process) -> float:
-    return proc.memory_info().rss / 2**20
-
-
-def _vm_hwm_mb(pid: int) -> float | None:
-    """Peak resident set size the kernel recorded for the process (Linux)."""
+def _family(proc: psutil.Process) -> list[psutil.Process]:
+    """List the process and its descendants (the node's reconstruction workers)."""
     try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [proc]
+
+
+def _rss_mb(proc: psutil.Process) -> float:
+    """Resident memory of the process and its workers (pages they share are counted twice)."""
+    total = 0
+    for p in _family(proc):
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _vm_hwm_mb(proc: psutil.Process) -> float | None:
+    """Peak resident set sizes the kernel recorded for the process and its workers (Linux)."""
+    peaks = []
+    for p in _family(proc):
+        try:
+            for line in Path(f'/proc/{p.pid}/status').read_text().splitlines():
+                if line.startswith('VmHWM:'):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return sum(peaks) if peaks else None
+
+
+def _cpu_seconds(proc: psutil.Process, family: bool = True) -> float:
+    total = 0.0
+    for p in _family(proc) if family else [proc]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 class CpuMeter:
-    """CPU time of a process over an interval, in percent of one core."""
+    """CPU time of a process (and its workers) over an interval, in percent of one core."""
 
-    def __init__(self, proc: psutil.Process) -> None:
-        self.proc = proc
+    def __init__(self, proc: psutil.Process, family: bool = True) -> None:
+        self.proc, self.family = proc, family
         self.reset()
 
     def reset(self) -> None:
         """Start a new interval."""
-        t = self.proc.cpu_times()
-        self.t0, self.c0 = time.monotonic(), t.user + t.system
+        self.t0, self.c0 = time.monotonic(), _cpu_seconds(self.proc, self.family)
 
     def percent(self) -> float:
         """Mean CPU use since the last reset."""
-        t = self.proc.cpu_times()
-        return round(100.0 * (t.user + t.system - self.c0) / (time.monotonic() - self.t0), 1)
+        used = _cpu_seconds(self.proc, self.family) - self.c0
+        return round(100.0 * used / (time.monotonic() - self.t0), 1)
 
 
 class Bench:
@@ -422,7 +450,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         diag0 = bench.last_diag()
         n_diag0 = len(bench.diags)
         rss: list[tuple[float, float]] = []
-        node_cpu, bench_cpu = CpuMeter(ps), CpuMeter(psutil.Process())
+        node_cpu, bench_cpu = CpuMeter(ps), CpuMeter(psutil.Process(), family=False)
         psutil.cpu_percent(None)
         load0 = _load_avg()
         t0 = time.monotonic()
@@ -479,7 +507,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row['rss_mb'] = {'ready': round(rss_ready, 1), 'start': round(mbs[0], 1),
                          'middle': round(mbs[len(mbs) // 2], 1), 'end': round(mbs[-1], 1),
                          'peak_sampled': round(float(mbs.max()), 1),
-                         'peak_vm_hwm': round(_vm_hwm_mb(proc.pid) or float('nan'), 1),
+                         'peak_vm_hwm': round(_vm_hwm_mb(ps) or float('nan'), 1),
                          'slope_mb_per_min': slope(times >= 0),
                          # growth that levels off (allocator warm-up) vs. a steady leak
                          'slope_second_half_mb_per_min': slope(times >= times[-1] / 2),

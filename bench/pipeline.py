@@ -31,7 +31,7 @@ from machine import machine_reference     # bench/machine.py, beside this file
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
-from monoport_ros.core.pipeline import TwoDevicePipeline, frames_in_flight
+from monoport_ros.core.pipeline import frames_in_flight, make_pipeline, usable_cpus
 from monoport_ros.core.reconstruct import Reconstructor, visual_hull_mask
 
 REPEATS = 3     # localizations timed per image in the dense comparison (dense: one each)
@@ -71,6 +71,19 @@ def video_like(images: list[np.ndarray], hold: int = 30) -> list[np.ndarray]:
     return out
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its worker processes (every thread: MediaPipe included)."""
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
                rate: float) -> dict:
     """
@@ -94,15 +107,15 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
                 for k, v in rec.timings_ms.items():
                     stages.setdefault(k, []).append(v)
 
-    pipe = TwoDevicePipeline(config, on_result)
-    arithmetic = pipe.reconstructor.arithmetic
-    levels = pipe.reconstructor.octree_levels
+    pipe = make_pipeline(config, on_result)
+    arithmetic = pipe.arithmetic
+    levels = pipe.octree_levels
     pipe.submit(images[0], -1)              # warm-up: model load, MediaPipe start, allocator
     while pipe.stats['processed'] + pipe.stats['failed'] < 1:
         time.sleep(0.002)
     period = 1.0 / rate
     psutil.cpu_percent(None)
-    cpu0 = time.process_time()              # every thread of this process (MediaPipe included)
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     i = 0
     while len(latencies) < frames:
@@ -111,7 +124,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
         i += 1
         time.sleep(max(0.0, t0 + i * period - time.perf_counter()))
     elapsed = time.perf_counter() - t0
-    cpu_s = time.process_time() - cpu0
+    cpu_s = cpu_seconds() - cpu0
     system_cpu = psutil.cpu_percent(None)
     stats = pipe.stats
     pipe.close()
@@ -158,6 +171,9 @@ def main() -> int:
                          'node\'s, %(default)s)')
     ap.add_argument('--mirror-average', action='store_true',
                     help='mirror_average on (the network also asked about the mirrored image)')
+    ap.add_argument('--worker-threads', action='store_true',
+                    help='worker_processes off: on the CPU one thread per stage in this process '
+                         '(the default runs whole frames in worker processes)')
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
     ap.add_argument('--no-segmentation', action='store_true',
                     help='images are pre-masked (black background): segmentation off')
@@ -166,6 +182,8 @@ def main() -> int:
     ap.add_argument('--premask', metavar='DIR',
                     help='only write the images pre-masked by the segmenter into DIR, then stop')
     args = ap.parse_args()
+    if args.geometry_device == 'cpu':   # one torch thread per frame in flight, in every process
+        torch.set_num_threads(max(1, usable_cpus() // 2))
     images = load_samples(args.images)
     if args.premask:
         write_premasked(images, args.premask)
@@ -174,7 +192,8 @@ def main() -> int:
                 color_device=args.color_device, precision=args.precision,
                 segmentation=not args.no_segmentation, mirror_average=args.mirror_average,
                 surface_smoothing=args.surface_smoothing,
-                segmentation_tracking=False, frames_in_flight=args.frames_in_flight)
+                segmentation_tracking=False, frames_in_flight=args.frames_in_flight,
+                worker_processes=not args.worker_threads)
     tracking = not args.per_image
     stream = video_like(images) if tracking else images
     geo, col = args.geometry_device, args.color_device
@@ -198,6 +217,7 @@ def main() -> int:
         emit({'resolution': res,
               'segmentation_tracking': tracking, 'precision': args.precision,
               'mirror_average': args.mirror_average, 'surface_smoothing': args.surface_smoothing,
+              'worker_processes': not args.worker_threads,
               **run_stream(cfg, stream, args.frames, args.rate)})
     if args.no_dense:
         return 0
