@@ -110,8 +110,14 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     pipe = make_pipeline(config, on_result)
     arithmetic = pipe.arithmetic
     levels = pipe.octree_levels
-    pipe.submit(images[0], -1)              # warm-up: model load, MediaPipe start, allocator
-    while pipe.stats['processed'] + pipe.stats['failed'] < 1:
+    # warm-up: model load, MediaPipe start, allocator; a frame for each worker (the idle ones
+    # take the next frame while the first is busy)
+    warm = frames_in_flight(config)
+    for _ in range(warm):
+        pipe.submit(images[0], -1)
+        while pipe.pending():           # taken: the next goes to another worker
+            time.sleep(0.002)
+    while pipe.stats['processed'] + pipe.stats['failed'] < warm:
         time.sleep(0.002)
     period = 1.0 / rate
     psutil.cpu_percent(None)

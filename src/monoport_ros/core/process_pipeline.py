@@ -50,9 +50,13 @@ def _worker_main(config: MonoPortConfig, conn: Any) -> None:
     import torch
 
     from .reconstruct import Reconstructor
+    from .segmentation import MIN_SIDE
     torch.set_num_threads(1)            # one frame per core: intra-op threads would only compete
     try:
         rec = Reconstructor(config)
+        # start the segmenter now (MediaPipe's graph: most of a second) rather than on the first
+        # frame; an empty image finds nobody
+        rec.prepare(np.zeros((MIN_SIDE, MIN_SIDE, 3), np.uint8))
     except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
         conn.send(('error', _portable(exc)))
         return
