@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from process_tree import cpu_seconds, peak_rss_mb, rss_mb     # bench/, beside this file
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / 'src' / 'monoport_ros' / 'samples'
 NODE = '/monoport_node'
@@ -78,63 +80,20 @@ def _marker_points(data: bytes) -> int:
     return _cdr_u32(data, align(pos, 4))
 
 
-def _family(proc: psutil.Process) -> list[psutil.Process]:
-    """List the process and its descendants (the node's reconstruction workers)."""
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return [proc]
-
-
-def _rss_mb(proc: psutil.Process) -> float:
-    """Resident memory of the process and its workers (pages they share are counted twice)."""
-    total = 0
-    for p in _family(proc):
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
-
-
-def _vm_hwm_mb(proc: psutil.Process) -> float | None:
-    """Peak resident set sizes the kernel recorded for the process and its workers (Linux)."""
-    peaks = []
-    for p in _family(proc):
-        try:
-            for line in Path(f'/proc/{p.pid}/status').read_text().splitlines():
-                if line.startswith('VmHWM:'):
-                    peaks.append(int(line.split()[1]) / 1024)
-        except OSError:
-            pass
-    return sum(peaks) if peaks else None
-
-
-def _cpu_seconds(proc: psutil.Process, family: bool = True) -> float:
-    total = 0.0
-    for p in _family(proc) if family else [proc]:
-        try:
-            t = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
-
-
 class CpuMeter:
     """CPU time of a process (and its workers) over an interval, in percent of one core."""
 
-    def __init__(self, proc: psutil.Process, family: bool = True) -> None:
-        self.proc, self.family = proc, family
+    def __init__(self, proc: psutil.Process, with_children: bool = True) -> None:
+        self.proc, self.with_children = proc, with_children
         self.reset()
 
     def reset(self) -> None:
         """Start a new interval."""
-        self.t0, self.c0 = time.monotonic(), _cpu_seconds(self.proc, self.family)
+        self.t0, self.c0 = time.monotonic(), cpu_seconds(self.proc, self.with_children)
 
     def percent(self) -> float:
         """Mean CPU use since the last reset."""
-        used = _cpu_seconds(self.proc, self.family) - self.c0
+        used = cpu_seconds(self.proc, self.with_children) - self.c0
         return round(100.0 * used / (time.monotonic() - self.t0), 1)
 
 
@@ -433,7 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bench.spin_until(time.monotonic() + 0.1)
         bench.spin_until(time.monotonic() + 1.0)    # the node's side of the matching
         row['startup_s'] = round(time.monotonic() - t_start, 1)
-        rss_ready = _rss_mb(ps)
+        rss_ready = rss_mb(ps)
 
         # warm-up: stream until the first output (model, MediaPipe, allocator)
         t_warm = time.monotonic()
@@ -450,13 +409,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         diag0 = bench.last_diag()
         n_diag0 = len(bench.diags)
         rss: list[tuple[float, float]] = []
-        node_cpu, bench_cpu = CpuMeter(ps), CpuMeter(psutil.Process(), family=False)
+        node_cpu, bench_cpu = CpuMeter(ps), CpuMeter(psutil.Process(), with_children=False)
         psutil.cpu_percent(None)
         load0 = _load_avg()
         t0 = time.monotonic()
-        rss.append((0.0, _rss_mb(ps)))
+        rss.append((0.0, rss_mb(ps)))
         i = _stream(bench, args.duration, args.rate, i,
-                    lambda: rss.append((time.monotonic() - t0, _rss_mb(ps))))
+                    lambda: rss.append((time.monotonic() - t0, rss_mb(ps))))
         elapsed = time.monotonic() - t0
         row['node_cpu_percent'] = node_cpu.percent()
         row['bench_cpu_percent'] = bench_cpu.percent()
@@ -507,7 +466,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row['rss_mb'] = {'ready': round(rss_ready, 1), 'start': round(mbs[0], 1),
                          'middle': round(mbs[len(mbs) // 2], 1), 'end': round(mbs[-1], 1),
                          'peak_sampled': round(float(mbs.max()), 1),
-                         'peak_vm_hwm': round(_vm_hwm_mb(ps) or float('nan'), 1),
+                         'peak_vm_hwm': round(peak_rss_mb(ps) or float('nan'), 1),
                          'slope_mb_per_min': slope(times >= 0),
                          # growth that levels off (allocator warm-up) vs. a steady leak
                          'slope_second_half_mb_per_min': slope(times >= times[-1] / 2),
@@ -537,7 +496,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        'image_subscribers': bench.pub.get_subscription_count(),
                        'input_hz': round((len(bench.sent_stamps) - n_sent) / idle_elapsed, 2),
                        'node_cpu_percent': idle_cpu,
-                       'rss_mb': round(_rss_mb(ps), 1),
+                       'rss_mb': round(rss_mb(ps), 1),
                        'frames': idle_frames,
                        'load_avg': {'start': load_a, 'end': _load_avg()}}
     finally:

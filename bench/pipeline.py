@@ -28,6 +28,7 @@ import psutil
 import torch
 
 from machine import machine_reference     # bench/machine.py, beside this file
+from process_tree import cpu_seconds      # the worker processes' CPU too
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
@@ -71,19 +72,6 @@ def video_like(images: list[np.ndarray], hold: int = 30) -> list[np.ndarray]:
     return out
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its worker processes (every thread: MediaPipe included)."""
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
                rate: float) -> dict:
     """
@@ -121,7 +109,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
         time.sleep(0.002)
     period = 1.0 / rate
     psutil.cpu_percent(None)
-    cpu0 = cpu_seconds()
+    cpu0 = cpu_seconds(psutil.Process())
     t0 = time.perf_counter()
     i = 0
     while len(latencies) < frames:
@@ -130,7 +118,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
         i += 1
         time.sleep(max(0.0, t0 + i * period - time.perf_counter()))
     elapsed = time.perf_counter() - t0
-    cpu_s = cpu_seconds() - cpu0
+    cpu_s = cpu_seconds(psutil.Process()) - cpu0
     system_cpu = psutil.cpu_percent(None)
     stats = pipe.stats
     pipe.close()

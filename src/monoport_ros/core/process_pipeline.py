@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
+import signal
 import threading
 from typing import Any
 
@@ -51,6 +52,9 @@ def _worker_main(config: MonoPortConfig, conn: Any) -> None:
 
     from .reconstruct import Reconstructor
     from .segmentation import MIN_SIDE
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself (close()),
+    # rather than have them die under it and be replaced while it shuts down
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)            # one frame per core: intra-op threads would only compete
     try:
         rec = Reconstructor(config)
@@ -77,7 +81,7 @@ def _worker_main(config: MonoPortConfig, conn: Any) -> None:
                 result, error = _attempt(rec.color, geo, outputs)
                 _attempt(rec.recycle, geo)
             conn.send((seq, result, None if error is None else _portable(error)))
-    except (EOFError, OSError, KeyboardInterrupt):     # the parent went away
+    except (EOFError, OSError):     # the parent went away
         pass
     finally:
         rec.close()
