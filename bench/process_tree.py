@@ -15,7 +15,7 @@ def family(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def cpu_seconds(proc: psutil.Process, with_children: bool = True) -> float:
-    """Return the CPU time (user + system, every thread) of ``proc`` and, by default, its family."""
+    """Return the CPU time (user + system, all threads) of ``proc`` and, by default, its family."""
     total = 0.0
     for p in family(proc) if with_children else [proc]:
         try:
