@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import MonoPortConfig
-from .pipeline import FrameInbox, ResultCallback, _attempt, frames_in_flight
+from .pipeline import FrameInbox, ResultCallback, _attempt, frames_in_flight, usable_cpus
 from .reconstruct import check_runtime_change
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f'{type(error).__name__}: {error}')
 
 
-def _worker_main(config: MonoPortConfig, conn: Any) -> None:
+def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     """Run a worker process: reconstruct the frames it is sent until it gets None."""
     import torch
 
@@ -55,7 +55,7 @@ def _worker_main(config: MonoPortConfig, conn: Any) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the workers itself (close()),
     # rather than have them die under it and be replaced while it shuts down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)            # one frame per core: intra-op threads would only compete
+    torch.set_num_threads(threads)      # the workers share the cores
     try:
         rec = Reconstructor(config)
         # start the segmenter now (MediaPipe's graph: most of a second) rather than on the first
@@ -92,7 +92,9 @@ class _Worker:
 
     def __init__(self, config: MonoPortConfig) -> None:
         self.conn, child = _CONTEXT.Pipe()
-        self.process = _CONTEXT.Process(target=_worker_main, args=(config, child),
+        # intra-op threads: the cores shared out (one each on two cores and two workers)
+        threads = max(1, usable_cpus() // frames_in_flight(config))
+        self.process = _CONTEXT.Process(target=_worker_main, args=(config, child, threads),
                                         name='monoport-worker', daemon=True)
         self.process.start()
         child.close()
