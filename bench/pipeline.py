@@ -105,7 +105,11 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
         pipe.submit(images[0], -1)
         while pipe.pending():           # taken: the next goes to another worker
             time.sleep(0.002)
+    deadline = time.monotonic() + 300.0
     while pipe.stats['processed'] + pipe.stats['failed'] < warm:
+        if time.monotonic() > deadline:
+            pipe.close()
+            raise SystemExit(f'no result for the warm-up frames after 300 s: {pipe.stats}')
         time.sleep(0.002)
     period = 1.0 / rate
     psutil.cpu_percent(None)
