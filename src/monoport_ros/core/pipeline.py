@@ -11,6 +11,9 @@ while the stream's next frame is due soon, the pipeline waits for that one (:cla
 Results are delivered in input
 order through ``on_result(meta, reconstruction, error)``; a stage that raises produces
 ``(meta, None, error)`` for that frame and the workers keep going.
+
+:func:`make_pipeline` picks this pipeline or, with every stage on the CPU, its frame-parallel twin
+in worker processes (:mod:`core.process_pipeline`); both share :class:`FrameInbox`.
 """
 from __future__ import annotations
 
