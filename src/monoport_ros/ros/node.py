@@ -23,8 +23,9 @@ tall as the segmented one. Outputs are RELIABLE by default (``output_reliability
 QoS can also be overridden with the standard ``qos_overrides.<topic>.publisher.*`` parameters.
 
 The engine runs in the pipeline of :func:`core.pipeline.make_pipeline` (newest frame wins): worker
-processes on a CPU, stage threads with a GPU; the executor never waits for it; work for outputs without subscribers is skipped, and while no output
-is wanted at all (no subscriber, no ``output_dir``) the node does not subscribe to ``image``.
+processes on a CPU, stage threads with a GPU; the executor never waits for it; work for outputs
+without subscribers is skipped, and while no output is wanted at all (no subscriber, no
+``output_dir``) the node does not subscribe to ``image``.
 Parameters are those of :class:`MonoPortConfig`, validated at start-up (a bad value or model file
 ends the node with one error line and exit code 2) and on every change (rejected with the reason).
 """
