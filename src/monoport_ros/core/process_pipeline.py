@@ -175,7 +175,7 @@ class ProcessPipeline(FrameInbox):
         self._set_capacity(config)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers (frames still waiting or in the workers are discarded)."""
+        """Stop the workers; waiting frames are discarded, those in work may still be delivered."""
         self._close_inbox()
         self._threads[0].join(timeout)
         with self._send_lock:
