@@ -24,7 +24,7 @@ import queue
 import statistics
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -141,8 +141,8 @@ class FrameInbox:
     """
     The stream side of a pipeline: newest-wins inbox, frames-in-flight limit, counters, delivery.
 
-    Subclasses take frames with :meth:`_take_frame`, hand each result to :meth:`_deliver` and
-    free its slot with :meth:`_slot_freed`.
+    Subclasses take frames from :meth:`_frames`, hand each result to :meth:`_deliver` and free
+    its slot with :meth:`_slot_freed`.
     """
 
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
@@ -223,6 +223,11 @@ class FrameInbox:
             self._in_flight += 1
             return self._inbox.popleft()
 
+    def _frames(self) -> Iterator[tuple[np.ndarray, Any, frozenset[str]]]:
+        """Yield ``(rgb, meta, outputs)`` of each frame :meth:`_take_frame` takes, until closed."""
+        while (frame := self._take_frame()) is not None:
+            yield frame[:3]
+
     def _slot_freed(self) -> None:
         """Free a slot: a frame has left the stages, another may be taken."""
         with self._cond:
@@ -297,11 +302,7 @@ class TwoDevicePipeline(FrameInbox):
         self.reconstructor.close()
 
     def _segment_loop(self) -> None:
-        while True:
-            frame = self._take_frame()
-            if frame is None:
-                break
-            rgb, meta, outputs, _ = frame
+        for rgb, meta, outputs in self._frames():
             result, error = _attempt(self.reconstructor.prepare, rgb)
             self._prepared.put((meta, outputs, result, error))
         self._prepared.put(_STOP)

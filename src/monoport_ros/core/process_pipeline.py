@@ -185,11 +185,7 @@ class ProcessPipeline(FrameInbox):
             t.join(timeout)
 
     def _dispatch_loop(self) -> None:
-        while True:
-            frame = self._take_frame()
-            if frame is None:
-                return
-            rgb, meta, outputs, _ = frame
+        for rgb, meta, outputs in self._frames():
             with self._cond:        # a slot is free, so a worker is idle
                 index = self._idle.pop(0)
                 seq = self._next_seq
@@ -199,7 +195,7 @@ class ProcessPipeline(FrameInbox):
                 if worker.alive:
                     worker.frame = (seq, meta)
                     try:
-                        worker.conn.send(('frame', seq, np.ascontiguousarray(rgb), outputs))
+                        worker.conn.send(('frame', seq, rgb, outputs))
                     except (OSError, ValueError):
                         pass        # the collector sees the worker gone and fails the frame
             if not worker.alive:    # it died and could not be replaced
