@@ -222,8 +222,9 @@ class ProcessPipeline(FrameInbox):
         dead.process.join(1.0)
         code = dead.process.exitcode
         LOG.error('reconstruction worker %d ended (exit code %s); starting another', index, code)
+        started_with = self.config
         try:
-            fresh: _Worker | None = _Worker(self.config)
+            fresh: _Worker | None = _Worker(started_with)
             fresh.wait_ready()
         except Exception:   # noqa: BLE001 - logged; the pipeline goes on with fewer workers
             LOG.exception('could not replace reconstruction worker %d', index)
@@ -232,6 +233,11 @@ class ProcessPipeline(FrameInbox):
             frame, dead.frame = dead.frame, None
             if fresh is not None:
                 self._workers[index] = fresh
+                if self.config is not started_with:     # settings changed while it started
+                    try:
+                        fresh.conn.send(('config', self.config))
+                    except (OSError, ValueError):   # died already: its collector replaces it
+                        pass
             else:
                 dead.alive = False
                 with self._cond:    # one slot fewer from now on
