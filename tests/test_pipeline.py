@@ -465,3 +465,23 @@ def test_mirror_average_makes_the_geometry_mirror_symmetric(mirror_average: bool
         assert differ < 1e-3, differ
     else:       # the network alone is not symmetric: the control that the test can see it
         assert differ > 0.01, differ
+
+
+def test_warm_up_leaves_no_trace_on_the_next_frame() -> None:
+    """After warm_up the tracking segmenter starts afresh: the next result is a fresh engine's."""
+    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.reconstruct import DEFAULT_MODEL, WARM_UP_IMAGE
+    net = load_model(DEFAULT_MODEL)
+    sample = WARM_UP_IMAGE.parent / 'person_001.png'     # not the warm-up person
+    image = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB)
+    config = MonoPortConfig(resolution=64, octree_depth=3, render_views=['front'],
+                            segmentation_tracking=True)
+    with Reconstructor(config, net) as fresh_rec:
+        fresh = fresh_rec.reconstruct(image)
+    with Reconstructor(config, net) as warmed_rec:
+        warmed_rec.warm_up()
+        warmed = warmed_rec.reconstruct(image)
+    assert fresh.person and fresh.mask.sum() > 5000
+    assert np.array_equal(warmed.mask, fresh.mask)
+    assert np.array_equal(warmed.vertices, fresh.vertices)
+    assert np.array_equal(warmed.views['front'], fresh.views['front'])

@@ -258,7 +258,10 @@ class TwoDevicePipeline(FrameInbox):
 
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
                  reconstructor: Reconstructor | None = None) -> None:
-        self.reconstructor = reconstructor if reconstructor is not None else Reconstructor(config)
+        if reconstructor is None:       # one passed in is used as it is
+            reconstructor = Reconstructor(config)
+            reconstructor.warm_up()
+        self.reconstructor = reconstructor
         if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
             # the stages share the CPU: one intra-op thread each avoids oversubscription
             torch.set_num_threads(max(1, usable_cpus() // 2))

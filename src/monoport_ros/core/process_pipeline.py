@@ -22,14 +22,12 @@ import signal
 import threading
 from typing import Any
 
-import numpy as np
-
 from .config import MonoPortConfig
 from .pipeline import FrameInbox, ResultCallback, _attempt, frames_in_flight, usable_cpus
 from .reconstruct import check_runtime_change
 
 LOG = logging.getLogger(__name__)
-READY_TIMEOUT_S = 300.0          # a worker's start: torch, the model, (MediaPipe on first frame)
+READY_TIMEOUT_S = 300.0          # a worker's start: torch, the model, MediaPipe, the warm-up frame
 _CONTEXT = multiprocessing.get_context('spawn')
 
 
@@ -51,16 +49,13 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     import torch
 
     from .reconstruct import Reconstructor
-    from .segmentation import MIN_SIDE
     # Ctrl-C reaches the whole process group: the parent stops the workers itself (close()),
     # rather than have them die under it and be replaced while it shuts down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)      # the workers share the cores
     try:
         rec = Reconstructor(config)
-        # start the segmenter now (MediaPipe's graph: most of a second) rather than on the first
-        # frame; an empty image finds nobody
-        rec.prepare(np.zeros((MIN_SIDE, MIN_SIDE, 3), np.uint8))
+        rec.warm_up()       # MediaPipe's graph, kernels, memory: before the first real frame
     except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
         conn.send(('error', _portable(exc)))
         return
