@@ -102,7 +102,9 @@ def test_bad_frames_fail_alone_and_settings_reach_the_workers(pipe_and_results) 
         pipe.update_config(CONFIG.replace(checkpoint='other.safetensors'))
     with pytest.raises(ValueError, match='outside'):
         pipe.update_config(CONFIG.replace(resolution=8))
-    pipe.update_config(CONFIG.replace(resolution=64))
+    levels = pipe.octree_levels
+    pipe.update_config(CONFIG.replace(resolution=64, octree_depth=levels + 1))
+    assert pipe.octree_levels == levels + 1         # what /diagnostics reports
     for k in range(2):                  # both workers: each applies it before its next frame
         pipe.submit(frame(0), f'fine{k}')
     finer = results.wait(start + 4)[start + 2:]

@@ -59,7 +59,7 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
         conn.send(('error', _portable(exc)))
         return
-    conn.send(('ready', {'arithmetic': rec.arithmetic, 'octree_levels': rec.octree_levels,
+    conn.send(('ready', {'arithmetic': rec.arithmetic,
                          'devices': (str(rec.geometry_device), str(rec.color_device))}))
     try:
         while True:
@@ -141,7 +141,6 @@ class ProcessPipeline(FrameInbox):
                 w.stop()
             raise
         self.arithmetic: tuple[str, str] = tuple(infos[0]['arithmetic'])
-        self.octree_levels: int = infos[0]['octree_levels']
         self.devices: tuple[str, str] = tuple(infos[0]['devices'])
         self._idle = list(range(count))
         self._send_lock = threading.Lock()      # config updates and frames share the pipes
@@ -156,6 +155,11 @@ class ProcessPipeline(FrameInbox):
                           for i in range(count)]
         for t in self._threads:
             t.start()
+
+    @property
+    def octree_levels(self) -> int:
+        """Localization levels in use (``octree_depth`` may change at run time)."""
+        return self.config.localization_levels(self.devices[0].split(':')[0])
 
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings from each worker's next frame on (ValueError if refused)."""
