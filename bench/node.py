@@ -6,12 +6,12 @@ reliable image QoS) on its own ROS domain, publishes the sample images from this
 ``--rate`` Hz (a camera-like stream, each sample held a second while it drifts, since the node
 tracks the person; ``--per-image``: the samples cycling, each segmented on its own), first for
 ``--warmup`` seconds after its first output (buffers, pools and caches fill; the memory reached at
-the first output is reported too), then for ``--duration`` seconds while subscribing to the outputs (points, mesh_marker,
-mesh, render views, diagnostics), then keeps the images coming for ``--idle`` seconds with no
-output subscribers. It prints one JSON line: input and output rates, latency from the image stamp
-to each output (p50/p95), frame accounting from the node's diagnostics (newest-wins drops,
-failures), per-stage times, the memory (RSS) of the node and its reconstruction worker processes
-over the run and their CPU use in both phases.
+the first output is reported too), then for ``--duration`` seconds while subscribing to the outputs
+(points, mesh_marker, mesh, render views, diagnostics), then keeps the images coming for ``--idle``
+seconds with no output subscribers. It prints one JSON line: input and output rates, latency from
+the image stamp to each output (p50/p95), frame accounting from the node's diagnostics (newest-wins
+drops, failures), per-stage times, the memory (RSS) of the node and its reconstruction worker
+processes over the run and their CPU use in both phases.
 
 Outputs are received as serialized bytes (only the header stamp is decoded), so this process
 stays light. ``mesh`` has no header: it gets the stamp of the ``mesh_marker`` the node published
