@@ -550,8 +550,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument('--json', action='store_true', help='print one JSON line')
     ap.add_argument('--duration', type=float, default=60.0, help='measured phase (s)')
-    ap.add_argument('--warmup', type=float, default=30.0,
-                    help='seconds of input between the first output and the measured phase (30)')
+    ap.add_argument('--warmup', type=float, default=60.0,
+                    help='seconds of input between the first output and the measured phase (60)')
     ap.add_argument('--idle', type=float, default=15.0,
                     help='phase without output subscribers (s)')
     ap.add_argument('--rate', type=float, default=30.0, help='image rate (Hz)')
