@@ -2,15 +2,15 @@
 Soak test of ``monoport_node`` over real DDS: 30 Hz input, good and bad frames, for a long time.
 
 ``.venv/bin/python bench/soak.py --duration 600 --resolution 64`` starts the node as a separate
-process (reliable image QoS, so that every frame sent is either received or reported), publishes
-a mix of frames at ``--rate``: sample people (good), frames without a person and malformed
-messages of every kind (bad), plus a CameraInfo a second (every fifth one invalid). It subscribes
-to every output, samples the node's RSS, threads and open files with psutil every
-``--sample-period`` seconds, drains the pipeline at the end, stops the node with SIGINT and prints
-one JSON object: frames sent / received / processed / dropped (newest frame wins) / failed /
-invalid, results with and without a person, whether the node survived and exited cleanly, RSS over
-time and the checks (every valid frame processed or counted as dropped, every bad frame counted,
-memory flat). Exit code 0 when every check holds.
+process (reliable image QoS, so that every frame sent is either received or reported), publishes a
+mix of frames at ``--rate``: sample people (good), frames without a person and malformed messages
+of every kind (bad), plus a CameraInfo a second (every fifth one invalid). It subscribes to every
+output, samples the RSS, threads and open files of the node and its reconstruction worker processes
+with psutil every ``--sample-period`` seconds, drains the pipeline at the end, stops the node with
+SIGINT and prints one JSON object: frames sent / received / processed / dropped (newest frame wins)
+/ failed / invalid, results with and without a person, whether the node survived and exited
+cleanly, RSS over time and the checks (every valid frame processed or counted as dropped, every bad
+frame counted, memory flat). Exit code 0 when every check holds.
 
 The measuring side must not be the bottleneck: its executor spins in its own thread (a publishing
 loop that calls ``spin_once`` with ever-changing short timeouts left callbacks unserved for
@@ -49,6 +49,7 @@ from visualization_msgs.msg import Marker
 import yaml
 
 from monoport_ros.ros import conversions as conv
+from process_tree import cpu_seconds, family, rss_mb     # bench/, beside this file
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / 'src' / 'monoport_ros' / 'samples'
@@ -220,13 +221,17 @@ class Soak:
         self.spin(1.0)
 
     def sample(self, t: float) -> dict:
+        """Sample the node with its worker processes: memory, threads, open files, CPU."""
         try:
-            with self.ps.oneshot():
-                return {'t_s': round(t, 1), 'rss_mb': round(self.ps.memory_info().rss / 2**20, 1),
-                        'threads': self.ps.num_threads(), 'open_files': self.ps.num_fds(),
-                        'cpu_s': round(sum(self.ps.cpu_times()[:2]), 1),
-                        'received': int(self.diag.get('received', 0)),
-                        'published': int(self.diag.get('published', 0))}
+            procs = family(self.ps)
+            return {'t_s': round(t, 1), 'rss_mb': round(rss_mb(self.ps), 1),
+                    'rss_mb_node': round(self.ps.memory_info().rss / 2**20, 1),
+                    'processes': len(procs),
+                    'threads': sum(p.num_threads() for p in procs),
+                    'open_files': sum(p.num_fds() for p in procs),
+                    'cpu_s': round(cpu_seconds(self.ps), 1),
+                    'received': int(self.diag.get('received', 0)),
+                    'published': int(self.diag.get('published', 0))}
         except psutil.Error:
             return {'t_s': round(t, 1), 'rss_mb': None}
 
