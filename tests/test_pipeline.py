@@ -485,3 +485,25 @@ def test_warm_up_leaves_no_trace_on_the_next_frame() -> None:
     assert np.array_equal(warmed.mask, fresh.mask)
     assert np.array_equal(warmed.vertices, fresh.vertices)
     assert np.array_equal(warmed.views['front'], fresh.views['front'])
+
+
+def test_a_failing_warm_up_is_logged_and_the_pipeline_still_starts(monkeypatch, caplog) -> None:
+    """Settings that cannot reconstruct (e.g. out of memory) fail frames, not the start-up."""
+    def out_of_memory(self, frame, outputs=None):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(Reconstructor, 'geometry', out_of_memory)
+    config = MonoPortConfig(resolution=32, segmentation=False, frames_in_flight=1)
+    with Reconstructor(config, random_net()) as rec:
+        with caplog.at_level('WARNING'):
+            assert rec.warm_up() is False
+        assert "warm-up frame failed (RuntimeError: DefaultCPUAllocator" in caplog.text
+    errors = []
+    pipe = TwoDevicePipeline(config, lambda meta, result, error: errors.append(error))
+    try:
+        pipe.submit(person_like_image(), 0)
+        deadline = time.monotonic() + 30
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert errors and 'allocate' in str(errors[0])        # the frame fails and is reported
+    finally:
+        pipe.close()

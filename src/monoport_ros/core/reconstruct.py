@@ -420,7 +420,7 @@ class Reconstructor:
         rec.timings_ms['color'] = color_ms
         return rec
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> bool:
         """
         Reconstruct a bundled sample person once (every output), then clear the segmenter's state.
 
@@ -429,16 +429,26 @@ class Reconstructor:
         and about 160 MB of resident memory). Pipelines call this before they take frames, so
         that a stream's first result is as quick as the next and the memory reached is the
         working one. A frame without a person follows, so that a tracking segmenter starts the
-        real stream afresh (as after a cut).
+        real stream afresh (as after a cut). Returns False, with a logged warning, where the
+        settings cannot reconstruct it (e.g. out of memory): frames will then fail and be counted
+        until the settings change, as they would without a warm-up.
         """
-        rgb = cv2.imread(str(WARM_UP_IMAGE))
-        if rgb is None:
-            raise FileNotFoundError(f'warm-up image missing: {WARM_UP_IMAGE}')
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
-        geo = self.geometry(rgb)
-        self.color(geo)
-        self.recycle(geo)
-        self.prepare(np.zeros_like(rgb))
+        try:
+            rgb = cv2.imread(str(WARM_UP_IMAGE))
+            if rgb is None:
+                raise FileNotFoundError(f'cannot read {WARM_UP_IMAGE}')
+            rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
+            try:
+                geo = self.geometry(rgb)
+                self.color(geo)
+                self.recycle(geo)
+            finally:
+                self.prepare(np.zeros_like(rgb))
+        except Exception as exc:    # noqa: BLE001 - any failure here is a frame's failure later
+            LOG.warning('warm-up frame failed (%s: %s); going on without it',
+                        type(exc).__name__, exc)
+            return False
+        return True
 
     def recycle(self, geo: GeometryResult) -> None:
         """
