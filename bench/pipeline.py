@@ -169,6 +169,8 @@ def main() -> int:
                          'node\'s, %(default)s)')
     ap.add_argument('--mirror-average', action='store_true',
                     help='mirror_average on (the network also asked about the mirrored image)')
+    ap.add_argument('--shift-average', action='store_true',
+                    help='shift_average on (the network also asked about the crop moved a bit)')
     ap.add_argument('--worker-threads', action='store_true',
                     help='worker_processes off: on the CPU one thread per stage in this process '
                          '(the default runs whole frames in worker processes)')
@@ -189,6 +191,7 @@ def main() -> int:
     base = dict(checkpoint=args.checkpoint, geometry_device=args.geometry_device,
                 color_device=args.color_device, precision=args.precision,
                 segmentation=not args.no_segmentation, mirror_average=args.mirror_average,
+                shift_average=args.shift_average,
                 surface_smoothing=args.surface_smoothing,
                 segmentation_tracking=False, frames_in_flight=args.frames_in_flight,
                 worker_processes=not args.worker_threads)
@@ -214,7 +217,8 @@ def main() -> int:
                              **{**base, 'segmentation_tracking': tracking})
         emit({'resolution': res,
               'segmentation_tracking': tracking, 'precision': args.precision,
-              'mirror_average': args.mirror_average, 'surface_smoothing': args.surface_smoothing,
+              'mirror_average': args.mirror_average, 'shift_average': args.shift_average,
+              'surface_smoothing': args.surface_smoothing,
               'worker_processes': not args.worker_threads,
               **run_stream(cfg, stream, args.frames, args.rate)})
     if args.no_dense:
@@ -225,6 +229,7 @@ def main() -> int:
     # compared after keep_largest_component, as published (the coarse grid can miss floating
     # blobs that dense evaluation finds; they are not part of the person).
     base['mirror_average'] = False      # the dense reference asks the network about one view
+    base['shift_average'] = False
     fast_cfg = MonoPortConfig(resolution=128, **base)     # octree_depth auto, as in the node
     with Reconstructor(fast_cfg) as rec:
         box_rec = Reconstructor(MonoPortConfig(resolution=128, octree_depth=1, **base),

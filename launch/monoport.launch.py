@@ -5,8 +5,8 @@ Launch monoport_node on a camera topic, optionally with RViz.
 
 Node parameters come from ``params_file`` (default: the installed ``config/monoport.yaml``); the
 launch arguments named like a parameter (resolution, octree_depth, geometry_device, color_device,
-precision, mirror_average, surface_smoothing, checkpoint, image_reliability, segmentation_tracking)
-override it when given a non-empty value.
+precision, mirror_average, shift_average, surface_smoothing, checkpoint, image_reliability,
+segmentation_tracking) override it when given a non-empty value.
 """
 import os
 
@@ -28,6 +28,7 @@ PARAMETER_ARGUMENTS = {
     'color_device': str,
     'precision': str,
     'mirror_average': bool,
+    'shift_average': bool,
     'surface_smoothing': float,
     'checkpoint': str,
     'image_reliability': str,
@@ -43,6 +44,8 @@ ARGUMENTS = [
     ('precision', '', 'network arithmetic: auto, float32, bfloat16, float16 (empty: params_file)'),
     ('mirror_average', '', 'true: average with the mirrored crop, more accurate, free on a GPU '
      '(empty: from params_file)'),
+    ('shift_average', '', 'true: also average over the crop moved a few pixels, more accurate, '
+     'costs the surface stage 5x (empty: from params_file)'),
     ('surface_smoothing', '', 'Gaussian smoothing of the occupancy, sigma in 256^3 voxels, 0.0 = '
      'off: smoother surfaces, slightly thinner limbs (empty: from params_file)'),
     ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),

@@ -317,14 +317,18 @@ def test_evaluate_rejects_bad_data(tmp_path):
 def test_reconstruct_and_evaluate_share_model_options(tmp_path):
     from monoport_ros.core.reconstruct_cli import model_config_fields
     opts = ['--checkpoint', 'm.safetensors', '--resolution', '128', '--precision', 'bfloat16',
-            '--threshold', '0.4', '--no-mirror-average', '--surface-smoothing', '0.5']
+            '--threshold', '0.4', '--no-mirror-average', '--surface-smoothing', '0.5',
+            '--no-shift-average']
     parser = cli.build_parser()
     fields = [model_config_fields(parser.parse_args(cmd + opts))
               for cmd in (['evaluate', str(tmp_path)], ['reconstruct', 'image.png'])]
     assert fields[0] == fields[1] == {
         'checkpoint': 'm.safetensors', 'resolution': 128, 'precision': 'bfloat16',
         'threshold': 0.4, 'fill_silhouette': True, 'surface_smoothing': 0.5,
-        'mirror_average': False}
+        'mirror_average': False, 'shift_average': False}
+    # offline, smoothing and both averages are on unless asked otherwise (the node's are off)
+    defaults = model_config_fields(parser.parse_args(['evaluate', str(tmp_path)]))
+    assert defaults['mirror_average'] and defaults['shift_average']
     # offline, smoothing is on unless asked otherwise (the node's default is off)
     assert model_config_fields(parser.parse_args(['evaluate', str(tmp_path)]))[
         'surface_smoothing'] == 1.0

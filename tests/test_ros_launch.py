@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch'
 PKG = 'monoport_ros'
 NODE_ARGUMENTS = {'image_topic', 'camera_info_topic', 'resolution', 'octree_depth',
-                  'geometry_device', 'color_device', 'precision', 'mirror_average', 'checkpoint',
+                  'geometry_device', 'color_device', 'precision', 'mirror_average',
+                  'shift_average', 'checkpoint',
                   'surface_smoothing', 'image_reliability', 'segmentation_tracking',
                   'params_file', 'namespace', 'use_rviz'}
 NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'params_file', 'namespace',

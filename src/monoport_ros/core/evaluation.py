@@ -427,6 +427,7 @@ def evaluate(data_dir: str | Path, config: Any = None, out_dir: str | Path = 'ev
         'threshold': getattr(config, 'threshold', None),
         'fill_silhouette': getattr(config, 'fill_silhouette', None),
         'mirror_average': getattr(config, 'mirror_average', None),
+        'shift_average': getattr(config, 'shift_average', None),
         'n_cases': len(results),
         'n_failed': len(results) - len(ok),
         'failure_penalty': FAILURE_PENALTY,
@@ -478,7 +479,8 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
         f"{summary['n_failed']} failed); checkpoint: {summary['checkpoint']}; "
         f"resolution: {summary['resolution']}; threshold: {summary.get('threshold')}; "
         f"fill_silhouette: {summary.get('fill_silhouette')}; "
-        f"mirror_average: {summary.get('mirror_average')}.", '',
+        f"mirror_average: {summary.get('mirror_average')}, "
+        f"shift_average: {summary.get('shift_average')}.", '',
         'All metrics in the camera frame after the best z shift of the reconstruction. Chamfer: '
         'mean of the recon->gt (P2S) and gt->recon mean point-to-surface distances (PIFu). '
         'Normal consistency: mean signed cosine between a sampled point\'s normal and the '

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from .averaging import averaged_views, view_images, view_point_maps
 from .camera import PersonCrop
 from .completion import fill_silhouette
 from .config import MonoPortConfig, view_yaw
@@ -312,10 +313,13 @@ class Reconstructor:
             if dev.type == 'cuda' else []
         if events:
             events[0].record(torch.cuda.current_stream(dev))
-        if cfg.mirror_average:      # one encoder pass over the crop and its mirror image
-            feats_both = self.geo_net.encode_surface(torch.cat([image, image.flip(3)]))
-            feats = feats_both[:1]
-            mirror_x = torch.tensor([-1.0, 1.0, 1.0], device=dev)
+        views = averaged_views(cfg.mirror_average, cfg.shift_average, image.shape[-1])
+        if len(views) > 1:      # one encoder pass over every view of the crop
+            feats_all = self.geo_net.encode_surface(view_images(image, views))
+            feats = feats_all[:1]
+            view_scale, view_offset = view_point_maps(
+                views, image.shape[-2:], feats_all.shape[-2:], self.geo_net.cfg.align_corners,
+                dev)
         else:
             feats = self.geo_net.encode_surface(image)
         if events:
@@ -331,9 +335,8 @@ class Reconstructor:
             out = torch.zeros(pts.shape[0], device=dev)
             if bool(in_hull.any()):     # the net is only asked inside the visual hull
                 p = pts[in_hull][None]
-                if cfg.mirror_average:  # the mirrored crop sees the point at -x
-                    both = net.occupancy(feats_both, torch.cat([p, p * mirror_x]))
-                    out[in_hull] = both.mean(dim=0)
+                if len(views) > 1:      # each view sees the point where its map puts it
+                    out[in_hull] = net.occupancy(feats_all, p * view_scale + view_offset).mean(0)
                 else:
                     out[in_hull] = net.occupancy(feats, p)[0]
             return out

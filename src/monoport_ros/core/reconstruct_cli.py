@@ -47,6 +47,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-mirror-average', action='store_true',
                    help='ask the network about the image only, not also its mirror image '
                    '(mirror_average off, as the node runs by default: faster, worse depth)')
+    p.add_argument('--no-shift-average', action='store_true',
+                   help='do not also ask the network about the crop moved a few pixels '
+                   '(shift_average off, as the node runs by default: faster, worse depth)')
 
 
 def model_config_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +58,8 @@ def model_config_fields(args: argparse.Namespace) -> dict[str, Any]:
             'precision': args.precision, 'threshold': args.threshold,
             'fill_silhouette': not args.no_fill_silhouette,
             'surface_smoothing': args.surface_smoothing,
-            'mirror_average': not args.no_mirror_average}
+            'mirror_average': not args.no_mirror_average,
+            'shift_average': not args.no_shift_average}
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
