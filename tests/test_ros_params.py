@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 import time
 
@@ -420,3 +421,29 @@ def test_results_are_published_placed_and_written(ctx, tmp_path):
         assert node.pipeline is None
         probe.destroy_node()
         node.destroy_node()
+
+
+def test_the_cores_warnings_reach_the_ros_log_while_the_node_lives(ctx, capfd):
+    """
+    Route the core's log records to the node's ROS log (console and /rosout).
+
+    A device fallback, a failed warm-up or a replaced worker is logged by the core (Python
+    logging).
+    """
+    import logging
+    core = logging.getLogger('monoport_ros.core.pipeline')
+    node = _node(ctx)
+    try:
+        core.warning('warm-up frame failed (test)')
+        core.info('a core notice (test)')
+        core.debug('below the threshold (test)')
+    finally:
+        node.close()
+        node.destroy_node()
+    core.warning('after the node closed (test)')
+    err = capfd.readouterr().err
+    node_log = r'\] \[[^\]]*monoport_node\]: '        # [LEVEL] [time] [node name]: message
+    assert re.search(r'\[WARN\] \[[^\]]*' + node_log + r'warm-up frame failed \(test\)', err), err
+    assert re.search(r'\[INFO\] \[[^\]]*' + node_log + r'a core notice \(test\)', err), err
+    assert 'below the threshold' not in err
+    assert not re.search(node_log + 'after the node closed', err), err

@@ -57,6 +57,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from . import conversions as conv
+from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
 from ..core.camera import PinholeCamera
 from ..core.config import MonoPortConfig
@@ -108,6 +109,8 @@ class MonoPortNode(Node):
                  **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self.pipeline = None
+        # the core's warnings (device fallback, a failed warm-up, a replaced worker) in this log
+        self._core_log = route_core_logs(self.get_logger())
         try:
             self._setup(pipeline_factory or _default_pipeline)
         except BaseException:
@@ -498,6 +501,7 @@ class MonoPortNode(Node):
         pipe, self.pipeline = self.pipeline, None
         if pipe is not None:
             pipe.close()
+        unroute_core_logs(self._core_log)
 
 
 def main(args: list[str] | None = None) -> int:
