@@ -141,3 +141,16 @@ def test_a_killed_worker_fails_its_frame_and_is_replaced() -> None:
     finally:
         pipe.close()
     assert not any(w.process.is_alive() for w in pipe._workers)
+
+
+def test_the_workers_warnings_are_logged_in_this_process(caplog) -> None:
+    """A worker's log record (here: its device falls back to the CPU) reaches this process."""
+    config = CONFIG.replace(geometry_device='cuda:99', frames_in_flight=1)
+    with caplog.at_level('WARNING', logger='monoport_ros'):
+        pipe = ProcessPipeline(config, Results())
+        pipe.close()
+    fallbacks = [r for r in caplog.records
+                 if "device 'cuda:99' is not available" in r.getMessage()
+                 and 'reconstruction worker, pid' in r.getMessage()]
+    assert fallbacks and fallbacks[0].name == 'monoport_ros.core.reconstruct', caplog.text
+    assert pipe.devices[0] == 'cpu'

@@ -20,6 +20,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 from typing import Any
 
 from .config import MonoPortConfig
@@ -44,11 +45,37 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f'{type(error).__name__}: {error}')
 
 
+class _PipeLogHandler(logging.Handler):
+    """In a worker: send each log record to the parent, which logs it there (e.g. to ROS)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(logging.INFO)
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Send ``('log', level, logger name, message)`` down the pipe."""
+        try:
+            self.conn.send(('log', record.levelno, record.name, self.format(record)))
+        except Exception:   # noqa: BLE001 - the parent is gone: nobody to tell
+            pass
+
+
+def _log_from_worker(pid: int | None, message: tuple) -> None:
+    """Log a record that worker ``pid`` sent, under its own logger name, in this process."""
+    _, level, name, text = message
+    logging.getLogger(name).log(level, '%s (reconstruction worker, pid %s)', text, pid)
+
+
 def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     """Run a worker process: reconstruct the frames it is sent until it gets None."""
     import torch
 
     from .reconstruct import Reconstructor
+    # the core's warnings (e.g. a failed warm-up) reach the parent's log (the node's ROS log);
+    # this process's main thread alone sends on the pipe
+    core_log = logging.getLogger('monoport_ros')
+    core_log.addHandler(_PipeLogHandler(conn))
+    core_log.setLevel(logging.INFO)
     # Ctrl-C reaches the whole process group: the parent stops the workers itself (close()),
     # rather than have them die under it and be replaced while it shuts down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -98,14 +125,21 @@ class _Worker:
 
     def wait_ready(self) -> dict:
         """Return the worker's description once it has loaded; raise what stopped it."""
-        if not self.conn.poll(READY_TIMEOUT_S):
-            self.stop()
-            raise RuntimeError(f'reconstruction worker not ready after {READY_TIMEOUT_S:.0f} s')
-        try:
-            kind, value = self.conn.recv()
-        except EOFError:
-            raise RuntimeError('reconstruction worker exited at start-up '
-                               f'(exit code {self.process.exitcode})') from None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                self.stop()
+                raise RuntimeError('reconstruction worker not ready after '
+                                   f'{READY_TIMEOUT_S:.0f} s')
+            try:
+                message = self.conn.recv()
+            except EOFError:
+                raise RuntimeError('reconstruction worker exited at start-up '
+                                   f'(exit code {self.process.exitcode})') from None
+            if message[0] != 'log':
+                break
+            _log_from_worker(self.process.pid, message)
+        kind, value = message
         if kind == 'error':
             self.stop()
             raise value
@@ -204,13 +238,17 @@ class ProcessPipeline(FrameInbox):
         while True:
             worker = self._workers[index]
             try:
-                seq, result, error = worker.conn.recv()
+                message = worker.conn.recv()
             except (EOFError, OSError):
                 if self._closed:
                     return
                 if not self._replace(index):
                     return
                 continue
+            if message[0] == 'log':
+                _log_from_worker(worker.process.pid, message)
+                continue
+            seq, result, error = message
             meta = worker.frame[1]
             worker.frame = None
             self._finish(index, seq, meta, result, error)
