@@ -220,6 +220,7 @@ def test_automatic_levels_start_on_a_32_grid_on_a_cpu_and_finer_on_a_gpu() -> No
     cfg = MonoPortConfig()
     assert cfg.octree_depth == 0        # auto
     assert cfg.localization_levels('cpu') == 3 and cfg.localization_levels('cuda') == 2
+    assert cfg.localization_levels('cuda:1') == 2
     assert cfg.replace(resolution=256).localization_levels() == 4
     assert cfg.replace(octree_depth=2).localization_levels('cpu') == 2   # explicit wins
     with pytest.raises(ValueError, match='too deep'):

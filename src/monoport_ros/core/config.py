@@ -208,9 +208,9 @@ class MonoPortConfig:
         """``surface_smoothing`` in voxels of this resolution (its unit is a 256^3 voxel)."""
         return self.surface_smoothing * self.resolution / 256.0
 
-    def localization_levels(self, device_type: str = 'cpu') -> int:
-        """Return ``octree_depth``, or the automatic choice for a geometry device of that type."""
-        return self.octree_depth or octree_depth_for(self.resolution, device_type)
+    def localization_levels(self, device: str = 'cpu') -> int:
+        """Return ``octree_depth``, or the automatic choice for a geometry device (cpu, cuda:0)."""
+        return self.octree_depth or octree_depth_for(self.resolution, device.split(':')[0])
 
     def replace(self, **changes: Any) -> 'MonoPortConfig':
         """Return a validated copy with ``changes`` applied."""

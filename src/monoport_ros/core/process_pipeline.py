@@ -193,7 +193,7 @@ class ProcessPipeline(FrameInbox):
     @property
     def octree_levels(self) -> int:
         """Localization levels in use (``octree_depth`` may change at run time)."""
-        return self.config.localization_levels(self.devices[0].split(':')[0])
+        return self.config.localization_levels(self.devices[0])
 
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings from each worker's next frame on (ValueError if refused)."""

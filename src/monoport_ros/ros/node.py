@@ -494,7 +494,7 @@ class MonoPortNode(Node):
     @property
     def octree_levels(self) -> int:
         """Localization levels in use (``octree_depth`` 0 = auto, resolved for the device)."""
-        return self.config.localization_levels(self.devices[0].split(':')[0])
+        return self.config.localization_levels(self.devices[0])
 
     def close(self) -> None:
         """Stop the pipeline's workers (idempotent)."""
