@@ -88,29 +88,17 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     started: dict[int, float] = {}
 
     def on_result(meta, rec, err):
-        if meta >= 0:
-            latencies.append((time.perf_counter() - started[meta]) * 1e3)
-            if rec is not None and rec.person:
-                queries.append(rec.queries)
-                for k, v in rec.timings_ms.items():
-                    stages.setdefault(k, []).append(v)
+        latencies.append((time.perf_counter() - started[meta]) * 1e3)
+        if rec is not None and rec.person:
+            queries.append(rec.queries)
+            for k, v in rec.timings_ms.items():
+                stages.setdefault(k, []).append(v)
 
     pipe = make_pipeline(config, on_result)
     arithmetic = pipe.arithmetic
     levels = pipe.octree_levels
-    # warm-up: model load, MediaPipe start, allocator; a frame for each worker (the idle ones
-    # take the next frame while the first is busy)
-    warm = frames_in_flight(config)
-    for _ in range(warm):
-        pipe.submit(images[0], -1)
-        while pipe.pending():           # taken: the next goes to another worker
-            time.sleep(0.002)
-    deadline = time.monotonic() + 300.0
-    while pipe.stats['processed'] + pipe.stats['failed'] < warm:
-        if time.monotonic() > deadline:
-            pipe.close()
-            raise SystemExit(f'no result for the warm-up frames after 300 s: {pipe.stats}')
-        time.sleep(0.002)
+    # no warm-up frames here: every pipeline (each worker process) reconstructs a sample before
+    # it reports ready (Reconstructor.warm_up)
     period = 1.0 / rate
     psutil.cpu_percent(None)
     cpu0 = cpu_seconds(psutil.Process())
