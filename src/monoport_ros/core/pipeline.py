@@ -258,13 +258,14 @@ class TwoDevicePipeline(FrameInbox):
 
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
                  reconstructor: Reconstructor | None = None) -> None:
+        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
+            # the stages share the CPU: one intra-op thread each avoids oversubscription (set
+            # before the warm-up, so that it runs as the frames will)
+            torch.set_num_threads(max(1, usable_cpus() // 2))
         if reconstructor is None:       # one passed in is used as it is
             reconstructor = Reconstructor(config)
             reconstructor.warm_up()
         self.reconstructor = reconstructor
-        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-            # the stages share the CPU: one intra-op thread each avoids oversubscription
-            torch.set_num_threads(max(1, usable_cpus() // 2))
         super().__init__(config, on_result, frames_in_flight(config))
         self._prepared: queue.Queue = queue.Queue(maxsize=1)
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
