@@ -45,7 +45,7 @@ ARGUMENTS = [
     ('mirror_average', '', 'true: average with the mirrored crop, more accurate, free on a GPU '
      '(empty: from params_file)'),
     ('shift_average', '', 'true: also average over the crop moved a few pixels, more accurate, '
-     'costs the surface stage 5x (empty: from params_file)'),
+     'free on a GPU, 5x the surface stage on a CPU (empty: from params_file)'),
     ('surface_smoothing', '', 'Gaussian smoothing of the occupancy, sigma in 256^3 voxels, 0.0 = '
      'off: smoother surfaces, slightly thinner limbs (empty: from params_file)'),
     ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),
