@@ -154,3 +154,49 @@ def test_the_workers_warnings_are_logged_in_this_process(caplog) -> None:
                  and 'reconstruction worker, pid' in r.getMessage()]
     assert fallbacks and fallbacks[0].name == 'monoport_ros.core.reconstruct', caplog.text
     assert pipe.devices[0] == 'cpu'
+
+
+def test_a_workers_threads_send_whole_messages() -> None:
+    """Log records from several threads and large results from another share one pipe intact."""
+    import logging
+    import multiprocessing
+
+    from monoport_ros.core.process_pipeline import _LockedSender, _PipeLogHandler
+    receiving, sending = multiprocessing.get_context('spawn').Pipe()
+    sender = _LockedSender(sending)
+    log = logging.getLogger('monoport_ros.core.test_pipe')
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(_PipeLogHandler(sender))
+    payload = np.arange(100_000, dtype=np.int64)           # 800 kB: many writes per message
+    received: list = []
+
+    def read() -> None:
+        # a garbled stream fails to unpickle, or stalls: either ends the reading
+        try:
+            while len(received) < 100 and receiving.poll(20):
+                received.append(receiving.recv())
+        except Exception:   # noqa: BLE001 - the assertions below report it
+            pass
+
+    def log_lines(k: int) -> None:
+        for i in range(20):
+            log.warning('thread %d line %d %s', k, i, 'x' * 200_000)
+
+    def send_results() -> None:
+        for i in range(20):
+            sender.send((i, payload, None))
+
+    threads = [threading.Thread(target=log_lines, args=(k,), daemon=True) for k in range(4)]
+    threads.append(threading.Thread(target=send_results, daemon=True))
+    reader = threading.Thread(target=read, daemon=True)
+    for t in [reader, *threads]:
+        t.start()
+    reader.join(timeout=120)
+    log.handlers.clear()
+    assert len(received) == 100
+    logs = [m for m in received if m[0] == 'log']
+    results = [m for m in received if m[0] != 'log']
+    assert len(logs) == 80 and all(m[3].endswith('x' * 200_000) for m in logs)
+    assert [m[0] for m in results] == list(range(20))
+    assert all(np.array_equal(m[1], payload) for m in results)

@@ -45,17 +45,30 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f'{type(error).__name__}: {error}')
 
 
+class _LockedSender:
+    """A pipe's sending end that any thread of a worker may use: one message at a time."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` whole, after any message another thread is sending."""
+        with self.lock:
+            self.conn.send(message)
+
+
 class _PipeLogHandler(logging.Handler):
     """In a worker: send each log record to the parent, which logs it there (e.g. to ROS)."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, sender: _LockedSender) -> None:
         super().__init__(logging.INFO)
-        self.conn = conn
+        self.sender = sender
 
     def emit(self, record: logging.LogRecord) -> None:
         """Send ``('log', level, logger name, message)`` down the pipe."""
         try:
-            self.conn.send(('log', record.levelno, record.name, self.format(record)))
+            self.sender.send(('log', record.levelno, record.name, self.format(record)))
         except Exception:   # noqa: BLE001 - the parent is gone: nobody to tell
             pass
 
@@ -71,10 +84,11 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     import torch
 
     from .reconstruct import Reconstructor
-    # the core's warnings (e.g. a failed warm-up) reach the parent's log (the node's ROS log);
-    # this process's main thread alone sends on the pipe
+    # the core's warnings (e.g. a failed warm-up) reach the parent's log (the node's ROS log),
+    # from whichever thread logs them: every send goes through one lock
+    sender = _LockedSender(conn)
     core_log = logging.getLogger('monoport_ros')
-    core_log.addHandler(_PipeLogHandler(conn))
+    core_log.addHandler(_PipeLogHandler(sender))
     core_log.setLevel(logging.INFO)
     # Ctrl-C reaches the whole process group: the parent stops the workers itself (close()),
     # rather than have them die under it and be replaced while it shuts down
@@ -84,10 +98,10 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
         rec = Reconstructor(config)
         rec.warm_up()       # MediaPipe's graph, kernels, memory: before the first real frame
     except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(('error', _portable(exc)))
+        sender.send(('error', _portable(exc)))
         return
-    conn.send(('ready', {'arithmetic': rec.arithmetic,
-                         'devices': (str(rec.geometry_device), str(rec.color_device))}))
+    sender.send(('ready', {'arithmetic': rec.arithmetic,
+                           'devices': (str(rec.geometry_device), str(rec.color_device))}))
     try:
         while True:
             message = conn.recv()
@@ -102,7 +116,7 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
             if error is None:
                 result, error = _attempt(rec.color, geo, outputs)
                 _attempt(rec.recycle, geo)
-            conn.send((seq, result, None if error is None else _portable(error)))
+            sender.send((seq, result, None if error is None else _portable(error)))
     except (EOFError, OSError):     # the parent went away
         pass
     finally:

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 CORE_LOGGER = 'monoport_ros'        # the core's modules log under monoport_ros.core.*
+_level_before_routing: int | None = None     # the core logger's level before the first route
 
 
 class RosLogHandler(logging.Handler):
@@ -36,9 +37,17 @@ class RosLogHandler(logging.Handler):
 
 
 def route_core_logs(ros_logger: Any) -> RosLogHandler:
-    """Send the core's records of level INFO and above to ``ros_logger``; returns the handler."""
-    handler = RosLogHandler(ros_logger)
+    """
+    Send the core's records of level INFO and above to ``ros_logger``; returns the handler.
+
+    The core's logger is lowered to INFO while at least one handler is routed (several nodes may
+    share a process) and gets its own level back when :func:`unroute_core_logs` detaches the last.
+    """
+    global _level_before_routing
     core = logging.getLogger(CORE_LOGGER)
+    if not _routed_handlers(core):
+        _level_before_routing = core.level
+    handler = RosLogHandler(ros_logger)
     core.addHandler(handler)
     if core.level == logging.NOTSET or core.level > logging.INFO:
         core.setLevel(logging.INFO)
@@ -46,5 +55,15 @@ def route_core_logs(ros_logger: Any) -> RosLogHandler:
 
 
 def unroute_core_logs(handler: RosLogHandler) -> None:
-    """Detach a handler that :func:`route_core_logs` attached."""
-    logging.getLogger(CORE_LOGGER).removeHandler(handler)
+    """Detach a handler that :func:`route_core_logs` attached (the last one restores the level)."""
+    global _level_before_routing
+    core = logging.getLogger(CORE_LOGGER)
+    core.removeHandler(handler)
+    if not _routed_handlers(core) and _level_before_routing is not None:
+        core.setLevel(_level_before_routing)
+        _level_before_routing = None
+
+
+def _routed_handlers(core: logging.Logger) -> list[RosLogHandler]:
+    """Return the handlers :func:`route_core_logs` attached to ``core`` and not yet detached."""
+    return [h for h in core.handlers if isinstance(h, RosLogHandler)]
