@@ -15,6 +15,7 @@ from monoport_ros.core.reconstruct import DEFAULT_MODEL, WARM_UP_IMAGE, Reconstr
 @pytest.fixture(scope='module')
 def net_and_crop():
     """Load the shipped network, a sample person's crop and 3,000 points in its silhouette."""
+    pytest.importorskip('mediapipe', reason='segments a sample photo (not on the GPU machines)')
     net = load_model(DEFAULT_MODEL).eval()
     rgb = cv2.cvtColor(cv2.imread(str(WARM_UP_IMAGE)), cv2.COLOR_BGR2RGB)
     with Reconstructor(MonoPortConfig(resolution=64), net) as rec:
@@ -65,6 +66,7 @@ def test_each_view_sees_a_point_where_its_map_puts_it(net_and_crop, view: View) 
 
 
 def test_shift_average_moves_the_surface_a_little() -> None:
+    pytest.importorskip('mediapipe', reason='segments a sample photo (not on the GPU machines)')
     rgb = cv2.cvtColor(cv2.imread(str(WARM_UP_IMAGE.parent / 'person_001.png')),
                        cv2.COLOR_BGR2RGB)
     net = load_model(DEFAULT_MODEL)
