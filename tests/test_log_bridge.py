@@ -25,9 +25,10 @@ class FakeRosLogger:
 
 @pytest.fixture
 def core_logger():
-    """Yield the core's logger at a known level; put it back afterwards."""
+    """Yield the core's logger at a known level, without handlers; put it back afterwards."""
     core = logging.getLogger(CORE_LOGGER)
     level, handlers = core.level, list(core.handlers)
+    core.handlers[:] = []
     core.setLevel(logging.WARNING)
     yield core
     core.handlers[:] = handlers
