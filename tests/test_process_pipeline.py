@@ -1,6 +1,8 @@
 """The frame-parallel pipeline in worker processes (the all-CPU default), on the shipped model."""
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -12,7 +14,8 @@ import pytest
 
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.pipeline import TwoDevicePipeline, make_pipeline
-from monoport_ros.core.process_pipeline import ProcessPipeline, WorkerDied
+from monoport_ros.core.process_pipeline import (ProcessPipeline, WorkerDied, _LockedSender,
+                                                _PipeLogHandler)
 from monoport_ros.core.reconstruct import Reconstructor
 
 # pre-masked frames (black background) at a small grid: quick, and no MediaPipe in the workers
@@ -158,10 +161,6 @@ def test_the_workers_warnings_are_logged_in_this_process(caplog) -> None:
 
 def test_a_workers_threads_send_whole_messages() -> None:
     """Log records from several threads and large results from another share one pipe intact."""
-    import logging
-    import multiprocessing
-
-    from monoport_ros.core.process_pipeline import _LockedSender, _PipeLogHandler
     receiving, sending = multiprocessing.get_context('spawn').Pipe()
     sender = _LockedSender(sending)
     log = logging.getLogger('monoport_ros.core.test_pipe')
