@@ -10,7 +10,7 @@ setup(
     version='0.1.0',
     package_dir={'': 'src'},
     packages=find_packages('src'),
-    package_data={package_name: ['models/*.safetensors', 'models/*.md', 'models/*.yaml',
+    package_data={package_name: ['models/*.safetensors', 'models/*.md',
                                  'samples/*.png', 'samples/*.json']},
     include_package_data=True,
     data_files=[

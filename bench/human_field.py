@@ -10,7 +10,7 @@ import torch
 from scipy.ndimage import binary_fill_holes
 
 from monoport_ros.core.o3d import o3d
-from monoport_ros.core.people import make_person
+from monoport_ros.offline.people import make_person
 
 
 def human_mesh_field(seed: int = 3, pose: str | None = None):

@@ -19,10 +19,10 @@ import time
 import cv2
 import numpy as np
 
-from monoport_ros.core.people import make_person
+from monoport_ros.offline.people import make_person
 from monoport_ros.core.preprocess import mask_iou
 from monoport_ros.core.segmentation import PersonSegmenter
-from monoport_ros.core.synthetic import EVAL_SEED_OFFSET, render_person, subject_rng
+from monoport_ros.offline.synthetic import EVAL_SEED_OFFSET, render_person, subject_rng
 
 # subjects apart from the training ones (below EVAL_SEED_OFFSET) and make-eval-set's (just above)
 CLIP_SUBJECT_OFFSET = EVAL_SEED_OFFSET + 50_000

@@ -10,8 +10,8 @@ import pytest
 import trimesh
 
 from monoport_ros import cli
-from monoport_ros.core import evaluation as ev
-from monoport_ros.core import metrics
+from monoport_ros.offline import evaluation as ev
+from monoport_ros.offline import metrics
 from monoport_ros.core.camera import OrthoCamera, PersonCrop
 
 SAMPLES = 5000

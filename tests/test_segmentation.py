@@ -4,7 +4,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
-from monoport_ros.core import people, synthetic
+from monoport_ros.offline import people, synthetic
 from monoport_ros.core.preprocess import mask_iou
 from monoport_ros.core.segmentation import PersonSegmenter
 import numpy as np

@@ -9,8 +9,8 @@ import pytest
 import trimesh
 
 from monoport_ros.cli import build_parser, main
-from monoport_ros.core import people
-from monoport_ros.core import synthetic as syn
+from monoport_ros.offline import people
+from monoport_ros.offline import synthetic as syn
 from monoport_ros.core.camera import OrthoCamera
 from monoport_ros.core.o3d import o3d
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from monoport_ros.core.checkpoint import load_checkpoint
-from monoport_ros.core.training import (Trainer, TrainConfig, batch_iou, ohem_probabilities,
+from monoport_ros.offline.training import (Trainer, TrainConfig, batch_iou, ohem_probabilities,
                                         register_cli)
-from monoport_ros.core.training_data import AugmentConfig, prepare_sample
+from monoport_ros.offline.training_data import AugmentConfig, prepare_sample
 
 SIZE = 32
 TINY_NET = {'image_size': SIZE, 'stem_channels': 8, 'branch_channels': [8, 16],
@@ -70,7 +70,7 @@ def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
 
 
 def test_config_yaml_roundtrip_and_errors(tmp_path):
-    repo_cfg = TrainConfig.load(Path(__file__).parents[1] / 'config' / 'train_small.yaml')
+    repo_cfg = TrainConfig.load(Path(__file__).parents[1] / 'config' / 'train' / 'small.yaml')
     assert repo_cfg.network_config().image_size == 256
     path = tmp_path / 'c.yaml'
     path.write_text(repo_cfg.dump())
@@ -285,9 +285,9 @@ def test_bad_dataset_errors(tmp_path):
 def test_depth_negatives_are_outside_a_real_body():
     """Depth negatives from a rendered anny person, checked against its mesh (Open3D)."""
     from monoport_ros.core.preprocess import crop_person
-    from monoport_ros.core.people import make_person
-    from monoport_ros.core.synthetic import occupancy, render_person, sample_surface
-    from monoport_ros.core.training_data import depth_negatives
+    from monoport_ros.offline.people import make_person
+    from monoport_ros.offline.synthetic import occupancy, render_person, sample_surface
+    from monoport_ros.offline.training_data import depth_negatives
     rng = np.random.default_rng(5)
     person = make_person(rng)
     for yaw in (0.0, 90.0, 200.0):

@@ -12,9 +12,9 @@ import sys
 
 COMMAND_MODULES = (
     'monoport_ros.core.reconstruct_cli',
-    'monoport_ros.core.training',
-    'monoport_ros.core.synthetic',
-    'monoport_ros.core.evaluation',
+    'monoport_ros.offline.training',
+    'monoport_ros.offline.synthetic',
+    'monoport_ros.offline.evaluation',
 )
 
 

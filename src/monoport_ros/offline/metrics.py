@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 from scipy.optimize import minimize_scalar
 
-from .o3d import o3d
+from ..core.o3d import o3d
 
 THREADS = 2                  # Open3D query threads (the evaluation machine has 2 shared cores)
 

@@ -1,7 +1,7 @@
 """
 Synthetic training and evaluation data: rendered views of synthetic people, labelled points.
 
-The people (:mod:`monoport_ros.core.people`) are rendered orthographically by Open3D ray casting
+The people (:mod:`monoport_ros.offline.people`) are rendered orthographically by Open3D ray casting
 with Lambert shading in front of random backgrounds, and inside/outside labels come from Open3D's
 occupancy query. Training samples are cropped exactly as at inference
 (:func:`~monoport_ros.core.preprocess.crop_person`) and their 3D points mapped to model space with
@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .camera import OrthoCamera
-from .o3d import o3d
+from ..core.camera import OrthoCamera
+from ..core.o3d import o3d
 from .people import Person, make_person
-from .preprocess import crop_person
+from ..core.preprocess import crop_person
 
 EVAL_SEED_OFFSET = 1_000_000       # eval subject numbers start here, training ones stay below
 BACKGROUNDS = ('flat', 'gradient', 'noise', 'clutter')

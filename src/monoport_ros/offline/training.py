@@ -6,7 +6,7 @@ logits); stage 2 freezes it and trains the colour net (colour encoder + colour M
 surface points), as in PIFu / MonoPort.
 
 The data set's layout and the per-sample preparation live in
-:mod:`monoport_ros.core.training_data`. Points are in model space ``[-1, 1]^3`` (x right, y up, z
+:mod:`monoport_ros.offline.training_data`. Points are in model space ``[-1, 1]^3`` (x right, y up, z
 towards the camera), aligned with the crop. By default (``z_center: surface_median``) depth is
 re-centred per sample on the median z of its surface points, so trained networks place the body's
 median surface depth at z = 0; a mesh that needs the files' convention (z = 0 at the centre of its
@@ -43,9 +43,9 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_state_strict, read_checkpoint, save_checkpoint
-from .config import NetworkConfig
-from .networks import MonoPortNet
+from ..core.checkpoint import load_state_strict, read_checkpoint, save_checkpoint
+from ..core.config import NetworkConfig
+from ..core.networks import MonoPortNet
 from .training_data import (Z_CENTERS, AugmentConfig, SampleSet, collate, depth_negatives,
                             prepare_sample)
 
@@ -593,7 +593,7 @@ def register_cli(subparsers: Any) -> None:
     """Add the ``train`` sub-command."""
     p = subparsers.add_parser('train', help='train the surface then the colour network',
                               description=__doc__.splitlines()[0])
-    p.add_argument('--config', required=True, help='training YAML (e.g. config/train_small.yaml)')
+    p.add_argument('--config', required=True, help='training YAML (e.g. config/train/small.yaml)')
     p.add_argument('--data', help='data set folder (overrides the config)')
     p.add_argument('--out', help='output folder for checkpoints and the model (overrides config)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/state.pt')

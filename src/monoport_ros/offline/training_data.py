@@ -2,7 +2,7 @@
 Training samples: reading a data set's ``samples/*.npz``, augmenting them and batching them.
 
 A sample holds a rendered view of a subject (image, person mask) and labelled points in model
-space. Data set layout (written by :mod:`monoport_ros.core.synthetic`)::
+space. Data set layout (written by :mod:`monoport_ros.offline.synthetic`)::
 
     DATA/meta.json
     DATA/samples/{subject:04d}_{yaw:03d}.npz   image (S,S,3) u8, mask (S,S) u8, points (N,3) f32,

@@ -3,7 +3,7 @@ Evaluation of single-image reconstruction against ground-truth meshes, and a ref
 
 A case is a directory with ``image.png`` (RGB), ``camera.json`` (:class:`OrthoCamera`) and
 ``gt.ply`` (ground truth in that camera frame, metres). The metrics (Chamfer, P2S, normal
-consistency, IoU; :mod:`monoport_ros.core.metrics`) are computed in that frame after the best shift
+consistency, IoU; :mod:`monoport_ros.offline.metrics`) are computed in that frame after the best shift
 of the reconstruction along z (an orthographic image cannot know the depth offset).
 
 The baseline extrudes the *true* silhouette (the ground truth projected through the camera) to the
@@ -25,9 +25,9 @@ import trimesh
 from scipy.optimize import minimize_scalar
 from skimage.measure import marching_cubes
 
-from .camera import OrthoCamera
+from ..core.camera import OrthoCamera
 from .metrics import THREADS, Surface, best_z_shift, mesh_metrics, sampled_chamfer, z_vector
-from .o3d import o3d
+from ..core.o3d import o3d
 
 CASE_FILES = ('image.png', 'camera.json', 'gt.ply')
 FAILURE_PENALTY = {'chamfer_cm': 50.0, 'p2s_cm': 50.0, 'gt_to_recon_cm': 50.0,
@@ -304,8 +304,8 @@ class _DefaultReconstruct:
     """The project's :class:`Reconstructor` as a reconstruction function, with :meth:`close`."""
 
     def __init__(self, config: Any) -> None:
-        from .config import MonoPortConfig
-        from .reconstruct import Reconstructor
+        from ..core.config import MonoPortConfig
+        from ..core.reconstruct import Reconstructor
 
         # the cases are unrelated images, not a video: per-image segmentation; the whole mesh is
         # scored (the node's triangle budget would re-extract it on a coarser grid)
@@ -526,7 +526,7 @@ def _markdown(summary: dict[str, Any], baseline: bool) -> str:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
-    from .reconstruct_cli import add_model_arguments
+    from ..core.reconstruct_cli import add_model_arguments
 
     p = subparsers.add_parser(
         'evaluate', help='score reconstructions of an evaluation set',
@@ -540,8 +540,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_evaluate(args: argparse.Namespace) -> int:
-    from .config import MonoPortConfig
-    from .reconstruct_cli import model_config_fields
+    from ..core.config import MonoPortConfig
+    from ..core.reconstruct_cli import model_config_fields
 
     config = MonoPortConfig(**model_config_fields(args), render_views=['front', 'side'])
     config.validate()
