@@ -32,7 +32,8 @@ from process_tree import cpu_seconds      # the worker processes' CPU too
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.localization import dense_occupancy, keep_largest_component
 from monoport_ros.core.networks import sample_features
-from monoport_ros.core.pipeline import frames_in_flight, make_pipeline, usable_cpus
+from monoport_ros.core.pipeline import make_pipeline
+from monoport_ros.core.stream import frames_in_flight, usable_cpus
 from monoport_ros.core.reconstruct import Reconstructor, visual_hull_mask
 
 REPEATS = 3     # localizations timed per image in the dense comparison (dense: one each)

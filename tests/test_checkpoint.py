@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from monoport_ros.core.checkpoint import (FORMAT, CheckpointError, load_checkpoint, load_model,
-                                          save_checkpoint)
+from monoport_ros.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from monoport_ros.core.config import NetworkConfig
+from monoport_ros.core.model_file import load_model
 from monoport_ros.core.networks import MonoPortNet
 
 torch.set_num_threads(1)

@@ -27,7 +27,7 @@ from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.components import split_largest_component
 from monoport_ros.core.localization import (LocalizedVolume, dense_occupancy,
                                             keep_largest_component, localize_surface)
-from monoport_ros.core.pipeline import TwoDevicePipeline
+from monoport_ros.core.stage_threads import StageThreadPipeline
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, Reconstruction, Reconstructor
 from monoport_ros.core.rendering import render_view
 from shapes import SHAPES
@@ -301,7 +301,7 @@ def test_pipeline_on_gpu_keeps_order_and_overlaps_stages(net):
         got.append((meta, result, error))
         if len(got) == len(frames):
             done.set()
-    pipe = TwoDevicePipeline(cfg, on_result, log)
+    pipe = StageThreadPipeline(cfg, on_result, log)
     try:
         for i, f in enumerate(frames):
             assert pipe.submit(f, i)

@@ -14,7 +14,8 @@ import torch
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core import networks
 from monoport_ros.core.networks import MonoPortNet, padded_rows
-from monoport_ros.core.pipeline import FramePacer, TwoDevicePipeline
+from monoport_ros.core.stage_threads import StageThreadPipeline
+from monoport_ros.core.stream import FramePacer
 from monoport_ros.core.networks import sample_features
 from monoport_ros.core.reconstruct import (GeometryResult, Reconstruction, Reconstructor,
                                            hull_region, resolve_device, resolve_precision)
@@ -80,7 +81,7 @@ class SlowStages:
         self.closed = True
 
 
-def _run(pipe: TwoDevicePipeline, frames, wait_for: int, timeout: float = 20.0) -> None:
+def _run(pipe: StageThreadPipeline, frames, wait_for: int, timeout: float = 20.0) -> None:
     deadline = time.time() + timeout
     for f in frames:
         pipe.submit(*f)
@@ -91,7 +92,7 @@ def _run(pipe: TwoDevicePipeline, frames, wait_for: int, timeout: float = 20.0) 
 def test_results_in_input_order_and_stages_overlap() -> None:
     got = []
     stages = SlowStages(0.05, 0.05)
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=16, frames_in_flight=3),
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=16, frames_in_flight=3),
                              lambda m, r, e: got.append(m), stages)
     t0 = time.time()
     _run(pipe, [(np.zeros(1), i) for i in range(10)], 10)
@@ -105,7 +106,7 @@ def test_results_in_input_order_and_stages_overlap() -> None:
 def test_frames_in_flight_bounds_the_frames_inside_the_stages() -> None:
     got = []
     stages = SlowStages(0.03, 0.03)
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=16, frames_in_flight=1),
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=16, frames_in_flight=1),
                              lambda m, r, e: got.append(m), stages)
     _run(pipe, [(np.zeros(1), i) for i in range(5)], 5)
     waiting = pipe.pending()
@@ -116,7 +117,7 @@ def test_frames_in_flight_bounds_the_frames_inside_the_stages() -> None:
 
 def test_newest_frame_wins_when_full() -> None:
     got = []
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
                              lambda m, r, e: got.append(m), SlowStages(0.2, 0.01))
     pipe.submit(np.zeros(1), 'first')
     time.sleep(0.05)                          # 'first' is now in the geometry stage
@@ -152,7 +153,7 @@ def _ages_at_take(pace: bool, monkeypatch) -> list[float]:
         def prepare(self, rgb):
             ages.append(time.monotonic() - float(rgb[0]))
             return rgb
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
                              lambda m, r, e: None, Stages(0.1, 0.03))
     t0 = time.monotonic()
     for k in range(30):
@@ -174,7 +175,7 @@ def test_pipeline_takes_fresher_frames_with_the_pacer(monkeypatch) -> None:
 
 def test_failing_stage_drops_only_that_frame() -> None:
     got = []
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=8),
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=8),
                              lambda m, r, e: got.append((m, r is None, type(e).__name__)),
                              SlowStages(0.01, 0.01))
     _run(pipe, [(np.zeros(1), 0), (None, 1), (np.zeros(1), 2)], 3)
@@ -189,7 +190,7 @@ def test_broken_callback_does_not_kill_the_worker() -> None:
     def cb(meta, rec, err):
         calls.append(meta)
         raise RuntimeError('consumer bug')
-    pipe = TwoDevicePipeline(MonoPortConfig(queue_size=8), cb, SlowStages(0.0, 0.0))
+    pipe = StageThreadPipeline(MonoPortConfig(queue_size=8), cb, SlowStages(0.0, 0.0))
     _run(pipe, [(np.zeros(1), 0), (np.zeros(1), 1)], 2)
     pipe.close()
     assert calls == [0, 1]
@@ -352,7 +353,7 @@ def test_inference_in_point_chunks_equals_one_pass(monkeypatch) -> None:
 
 def test_bfloat16_is_close_to_float32_and_leaves_the_callers_net_alone() -> None:
     from scipy.spatial import cKDTree
-    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.model_file import load_model
     from monoport_ros.core.reconstruct import DEFAULT_MODEL
     net = load_model(DEFAULT_MODEL)
     sample = Path(__file__).resolve().parent.parent / 'src/monoport_ros/samples/person_000.png'
@@ -400,7 +401,7 @@ def test_a_failed_frame_does_not_keep_its_stage_memory_alive() -> None:
             big = Big()                 # stands for a half-built volume
             refs.append(weakref.ref(big))
             raise MemoryError('simulated out of memory')
-    pipe = TwoDevicePipeline(MonoPortConfig(), lambda m, r, e: errors.append(e), Failing(0, 0))
+    pipe = StageThreadPipeline(MonoPortConfig(), lambda m, r, e: errors.append(e), Failing(0, 0))
     _run(pipe, [(np.zeros(1), 0)], 1)
     pipe.close()
     gc.collect()
@@ -449,7 +450,7 @@ def test_mirror_average_makes_the_geometry_mirror_symmetric(mirror_average: bool
 
     Up to float rounding (measured: 0.05 % of the inside voxels differ; 44 % without it).
     """
-    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.model_file import load_model
     from monoport_ros.core.reconstruct import DEFAULT_MODEL
     cfg = MonoPortConfig(segmentation=False, resolution=64, octree_depth=3,
                          mirror_average=mirror_average)
@@ -469,7 +470,7 @@ def test_mirror_average_makes_the_geometry_mirror_symmetric(mirror_average: bool
 
 def test_warm_up_leaves_no_trace_on_the_next_frame() -> None:
     """After warm_up the tracking segmenter starts afresh: the next result is a fresh engine's."""
-    from monoport_ros.core.checkpoint import load_model
+    from monoport_ros.core.model_file import load_model
     from monoport_ros.core.reconstruct import DEFAULT_MODEL, WARM_UP_IMAGE
     net = load_model(DEFAULT_MODEL)
     sample = WARM_UP_IMAGE.parent / 'person_001.png'     # not the warm-up person
@@ -498,7 +499,7 @@ def test_a_failing_warm_up_is_logged_and_the_pipeline_still_starts(monkeypatch, 
             assert rec.warm_up() is False
         assert "warm-up frame failed (RuntimeError: DefaultCPUAllocator" in caplog.text
     errors = []
-    pipe = TwoDevicePipeline(config, lambda meta, result, error: errors.append(error))
+    pipe = StageThreadPipeline(config, lambda meta, result, error: errors.append(error))
     try:
         pipe.submit(person_like_image(), 0)
         deadline = time.monotonic() + 30

@@ -34,7 +34,7 @@ from ros_isolation import NODE
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
-from monoport_ros.core.pipeline import TwoDevicePipeline
+from monoport_ros.core.stage_threads import StageThreadPipeline
 from monoport_ros.core.preprocess import CROP_FILL, largest_component
 from monoport_ros.core.reconstruct import ALL_OUTPUTS, check_image, Reconstructor
 from monoport_ros.ros import conversions as conv
@@ -220,7 +220,7 @@ def test_bad_parameter_at_start_up_is_refused_with_the_reason(ctx, name, value, 
 # --------------------------------------------------------------- the real engine in-process
 
 class EngineNode:
-    """MonoPortNode on the real TwoDevicePipeline with a tiny net; records every result."""
+    """MonoPortNode on the real StageThreadPipeline with a tiny net; records every result."""
 
     def __init__(self, ctx, net: MonoPortNet, **params) -> None:
         self.results: list = []
@@ -231,7 +231,7 @@ class EngineNode:
                 on_result(meta, rec, error)          # the node publishes, then we record
                 self.results.append((meta, rec, error))
             self.reconstructor = Reconstructor(config, net=net)
-            return TwoDevicePipeline(config, forward, reconstructor=self.reconstructor)
+            return StageThreadPipeline(config, forward, reconstructor=self.reconstructor)
 
         overrides = [Parameter(k, value=v) for k, v in {**ENGINE, **params}.items()]
         self.node = MonoPortNode(pipeline_factory=factory, context=ctx,

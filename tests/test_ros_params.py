@@ -36,7 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 class FakePipeline:
     """Records what the node hands to the engine; results are delivered by the test."""
 
+    workers = 'stage threads'
+
     def __init__(self, config, on_result):
+        self.devices = (config.geometry_device, config.color_device)
+        self.arithmetic = (config.precision,) * 2
         self.config, self.on_result = config, on_result
         self.submitted, self.updates, self.closed = [], [], False
         self.stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0}

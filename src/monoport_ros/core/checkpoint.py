@@ -91,17 +91,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> Mon
             raise CheckpointError(f'{path}: tensor {k} contains NaN or Inf')
     net.info = info
     return net.to(device).eval()
-
-
-def load_model(path: str | Path, device: str | torch.device = 'cpu') -> MonoPortNet:
-    """
-    Load any supported model file (eval mode): ours (``.safetensors``) or released PIFu weights.
-
-    ``.safetensors`` goes to :func:`load_checkpoint`; anything else (``.pth``, ``.pt``, ``.tar``,
-    PIFu's extension-less ``net_G``, a folder) to :func:`monoport_ros.core.released.load_released`.
-    """
-    path = Path(path)
-    if path.suffix.lower() == '.safetensors':
-        return load_checkpoint(path, device)
-    from .released import load_released      # released imports this module
-    return load_released(path, device)

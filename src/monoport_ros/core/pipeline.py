@@ -1,337 +1,65 @@
 """
-Two-device pipeline: geometry on ``geometry_device``, colour and rendering on ``color_device``.
+The pipelines the node drives, behind one small interface, and :func:`make_pipeline`.
 
-Three worker threads, one per stage: segmentation and crop (CPU), geometry, colour; frame n+2's
-segmentation, n+1's geometry and n's colour stage overlap. Frames wait in a bounded inbox where the
-newest frame wins (the oldest waiting one is dropped and counted). At most ``frames_in_flight``
-frames are inside the stages at once: a frame is taken from the inbox only when one has left, so
-frames wait where newer ones can replace them, not between stages (on a 2-core CPU a third frame
-in flight adds latency and no throughput). When a stage frees and the only waiting frame is old
-while the stream's next frame is due soon, the pipeline waits for that one (:class:`FramePacer`).
-Results are delivered in input
-order through ``on_result(meta, reconstruction, error)``; a stage that raises produces
-``(meta, None, error)`` for that frame and the workers keep going.
+Two pipelines run a :class:`core.reconstruct.Reconstructor` on a stream of frames without blocking
+the producer, both on :class:`core.stream.FrameInbox` (newest frame wins, in-order delivery):
 
-:func:`make_pipeline` picks this pipeline or, with every stage on the CPU, its frame-parallel twin
-in worker processes (:mod:`core.process_pipeline`); both share :class:`FrameInbox`.
+- :class:`core.stage_threads.StageThreadPipeline`: one thread per stage (segmentation, geometry,
+  colour), frames overlapping across stages; on two devices, or on one CPU;
+- :class:`core.worker_processes.WorkerProcessPipeline`: whole frames in worker processes, frames
+  in parallel; for the all-CPU configuration, where stage threads wait on Python's GIL.
 """
 from __future__ import annotations
 
-import collections
-import logging
-import os
-import queue
-import statistics
-import threading
-import time
-from typing import Any, Callable, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from .config import MonoPortConfig
-from .reconstruct import ALL_OUTPUTS, Reconstruction, Reconstructor
-
-LOG = logging.getLogger(__name__)
-ResultCallback = Callable[[Any, 'Reconstruction | None', 'BaseException | None'], None]
-_STOP = object()
-
-
-def _detached(exc: BaseException) -> BaseException:
-    """
-    Return ``exc`` without tracebacks (along its cause/context chain).
-
-    A traceback keeps the failed stage's locals alive, e.g. the half-built volumes of a frame that
-    ran out of memory; handed on to the consumer, they would make the next frames fail too.
-    """
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        e.__traceback__ = None
-        e = e.__cause__ or e.__context__
-    return exc
+from .reconstruct import ALL_OUTPUTS
+from .stage_threads import StageThreadPipeline
+from .stream import ResultCallback, frames_in_flight
+from .worker_processes import WorkerProcessPipeline
 
 
-def _attempt(stage: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
-    """Run one stage on one frame: ``(result, None)``, or ``(None, error)`` if it raised."""
-    try:
-        return stage(*args), None
-    except Exception as exc:   # noqa: BLE001 - any stage failure drops only this frame
-        return None, _detached(exc)
+@runtime_checkable
+class Pipeline(Protocol):
+    """What the node calls on a pipeline."""
 
-
-def usable_cpus() -> int:
-    """Count the CPUs this process may run on (its affinity, e.g. a container share), >= 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):       # not on Linux
-        return os.cpu_count() or 1
-
-
-def frames_in_flight(config: MonoPortConfig) -> int:
-    """How many frames the pipeline works on at once (resolves ``frames_in_flight = 0``)."""
-    if config.frames_in_flight:
-        return config.frames_in_flight
-    if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-        return max(1, min(3, usable_cpus()))
-    return 3
-
-
-def make_pipeline(config: MonoPortConfig, on_result: ResultCallback) -> Any:
-    """
-    Start the pipeline that suits ``config``.
-
-    Worker processes when every stage is on the CPU and more than one frame is in flight
-    (``worker_processes``, :mod:`core.process_pipeline`), else stage threads.
-    """
-    on_cpu = config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu')
-    if on_cpu and config.worker_processes and frames_in_flight(config) > 1:
-        from .process_pipeline import ProcessPipeline
-        return ProcessPipeline(config, on_result)
-    return TwoDevicePipeline(config, on_result)
-
-
-class FramePacer:
-    """
-    Decide whether a freed pipeline slot should wait for the stream's next frame.
-
-    When a slot frees, the newest waiting frame of a camera stream is on average half a frame
-    period T old, and that age adds to its latency. If the next frame is due within T/2, waiting
-    for it and taking it fresh lowers latency for a slot idle at most T/2 (the expected age at
-    take drops from T/2 to T/8). Measured at 128^3 on two cores with a 30 Hz feed: latency p50
-    -12 to -16 ms, p95 -11 to -31 ms, same frame rate. The period is the median interval of the
-    last frames; irregular or stopped streams are not waited for.
-    """
-
-    MIN_INTERVALS = 8       # intervals seen before the period is trusted
-    SLACK = 0.25            # extra wait for a late frame, in periods
-
-    def __init__(self, history: int = 16) -> None:
-        self._arrivals: collections.deque = collections.deque(maxlen=history + 1)
-
-    def arrived(self, t: float) -> None:
-        """Record a frame's arrival time (``time.monotonic()``)."""
-        self._arrivals.append(t)
-
-    def period(self) -> float | None:
-        """Median frame interval of the recent frames in seconds, or None while unknown."""
-        if len(self._arrivals) <= self.MIN_INTERVALS:
-            return None
-        times = list(self._arrivals)
-        return statistics.median(b - a for a, b in zip(times, times[1:]))
-
-    def wait_for_next(self, newest: float, now: float) -> float:
-        """
-        Seconds to wait for a frame newer than the one that arrived at ``newest`` (0 = take it).
-
-        Waits only when that frame is between half a period and one period old, i.e. the next
-        one is due within half a period (plus :attr:`SLACK` for jitter).
-        """
-        period = self.period()
-        if not period:
-            return 0.0
-        age = now - newest
-        if not period / 2 < age < period:
-            return 0.0
-        return period - age + self.SLACK * period
-
-
-class FrameInbox:
-    """
-    The stream side of a pipeline: newest-wins inbox, frames-in-flight limit, counters, delivery.
-
-    Subclasses take frames from :meth:`_frames`, hand each result to :meth:`_deliver` and free
-    its slot with :meth:`_slot_freed`.
-    """
-
-    def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
-                 in_flight_limit: int) -> None:
-        self._on_result = on_result
-        self._inbox: collections.deque = collections.deque()
-        self._capacity = config.queue_size
-        self._in_flight_limit = in_flight_limit
-        self._in_flight = 0
-        self._pacer = FramePacer()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0, 'no_person': 0}
-        self._stats_lock = threading.Lock()
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """
-        Counters of the pipeline.
-
-        Submitted, processed (results delivered), dropped (newest-wins), failed, no_person.
-        """
-        with self._stats_lock:
-            return dict(self._stats)
-
-    def _count(self, key: str) -> None:
-        with self._stats_lock:
-            self._stats[key] += 1
-
-    def pending(self) -> int:
-        """Frames waiting in the inbox."""
-        with self._cond:
-            return len(self._inbox)
-
-    def submit(self, rgb: np.ndarray, meta: Any = None,
-               outputs: frozenset[str] = ALL_OUTPUTS) -> bool:
-        """Queue a frame; returns False if an older waiting frame had to be dropped for it."""
-        with self._cond:
-            if self._closed:
-                raise RuntimeError('pipeline is closed')
-            dropped = False
-            while len(self._inbox) >= self._capacity:
-                self._inbox.popleft()
-                dropped = True
-                self._count('dropped')
-            now = time.monotonic()
-            self._pacer.arrived(now)
-            self._inbox.append((rgb, meta, frozenset(outputs), now))
-            self._count('submitted')
-            self._cond.notify()
-        return not dropped
-
-    def _set_capacity(self, config: MonoPortConfig) -> None:
-        with self._cond:
-            self._capacity = config.queue_size
-
-    def _close_inbox(self) -> None:
-        """Refuse new frames and discard the waiting ones; wakes :meth:`_take_frame`."""
-        with self._cond:
-            self._closed = True
-            self._inbox.clear()
-            self._cond.notify_all()
-
-    def _take_frame(self) -> tuple | None:
-        """Wait for a free slot and a frame (see :class:`FramePacer`); None once closed."""
-        with self._cond:
-            while not self._closed and (
-                    not self._inbox or self._in_flight >= self._in_flight_limit):
-                self._cond.wait()
-            if self._capacity == 1 and self._inbox:     # a backlog (queue_size > 1): in order
-                newest, now = self._inbox[-1], time.monotonic()
-                deadline = now + self._pacer.wait_for_next(newest[3], now)
-                while (not self._closed and self._inbox and self._inbox[-1] is newest
-                       and time.monotonic() < deadline):
-                    self._cond.wait(deadline - time.monotonic())
-            if self._closed:
-                return None
-            self._in_flight += 1
-            return self._inbox.popleft()
-
-    def _frames(self) -> Iterator[tuple[np.ndarray, Any, frozenset[str]]]:
-        """Yield ``(rgb, meta, outputs)`` of each frame :meth:`_take_frame` takes, until closed."""
-        while (frame := self._take_frame()) is not None:
-            yield frame[:3]
-
-    def _slot_freed(self) -> None:
-        """Free a slot: a frame has left the stages, another may be taken."""
-        with self._cond:
-            self._in_flight -= 1
-            self._cond.notify_all()
-
-    def _deliver(self, meta: Any, result: Reconstruction | None,
-                 error: BaseException | None) -> None:
-        """Count one frame's outcome and hand it to the consumer."""
-        if error is not None:
-            self._count('failed')
-            # the consumer gets the error (the node logs it, throttled)
-            LOG.debug('frame dropped: %s: %s', type(error).__name__, error)
-        else:
-            self._count('processed')
-            if not result.person:
-                self._count('no_person')
-        try:
-            self._on_result(meta, result, error)
-        except Exception:   # noqa: BLE001 - a broken consumer must not kill the worker
-            LOG.exception('result callback raised')
-
-
-class TwoDevicePipeline(FrameInbox):
-    """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
-
-    workers = 'stage threads'
-
-    def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
-                 reconstructor: Reconstructor | None = None) -> None:
-        if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
-            # the stages share the CPU: one intra-op thread each avoids oversubscription (set
-            # before the warm-up, so that it runs as the frames will)
-            torch.set_num_threads(max(1, usable_cpus() // 2))
-        if reconstructor is None:       # one passed in is used as it is
-            reconstructor = Reconstructor(config)
-            reconstructor.warm_up()
-        self.reconstructor = reconstructor
-        super().__init__(config, on_result, frames_in_flight(config))
-        self._prepared: queue.Queue = queue.Queue(maxsize=1)
-        self._handoff: queue.Queue = queue.Queue(maxsize=1)
-        self._threads = [threading.Thread(target=self._segment_loop, name='monoport-segment',
-                                          daemon=True),
-                         threading.Thread(target=self._geometry_loop, name='monoport-geometry',
-                                          daemon=True),
-                         threading.Thread(target=self._color_loop, name='monoport-color',
-                                          daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def arithmetic(self) -> tuple[str, str]:
-        """Name the number types of the geometry and colour networks (see Reconstructor)."""
-        return self.reconstructor.arithmetic
+    workers: str                        # 'stage threads' or 'worker processes'
+    arithmetic: tuple[str, str]         # number types of the geometry and colour networks
+    devices: tuple[str, str]            # geometry and colour devices in use (after any fallback)
 
     @property
     def octree_levels(self) -> int:
         """Localization levels in use."""
-        return self.reconstructor.octree_levels
 
     @property
-    def devices(self) -> tuple[str, str]:
-        """Name the geometry and colour devices in use (after any fallback)."""
-        return (str(self.reconstructor.geometry_device), str(self.reconstructor.color_device))
+    def stats(self) -> dict[str, int]:
+        """Counters: submitted, processed, dropped, failed, no_person."""
+
+    def submit(self, rgb: np.ndarray, meta: Any = None,
+               outputs: frozenset[str] = ALL_OUTPUTS) -> bool:
+        """Queue a frame; False if an older waiting frame was dropped for it."""
+
+    def pending(self) -> int:
+        """Frames waiting in the inbox."""
 
     def update_config(self, config: MonoPortConfig) -> None:
-        """Apply run-time settings (resolution, threshold, views, ...) from the next frame on."""
-        self.reconstructor.update_config(config)
-        self._set_capacity(config)
+        """Apply run-time settings from the next frame on (ValueError if refused)."""
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers (frames still waiting are discarded) and wait for them."""
-        self._close_inbox()
-        for t in self._threads:
-            t.join(timeout)
-        self.reconstructor.close()
+        """Stop; frames still waiting are discarded."""
 
-    def _segment_loop(self) -> None:
-        for rgb, meta, outputs in self._frames():
-            result, error = _attempt(self.reconstructor.prepare, rgb)
-            self._prepared.put((meta, outputs, result, error))
-        self._prepared.put(_STOP)
 
-    def _geometry_loop(self) -> None:
-        while True:
-            item = self._prepared.get()
-            if item is _STOP:
-                break
-            meta, outputs, frame, error = item
-            if error is None:
-                item = (meta, outputs, *_attempt(self.reconstructor.geometry, frame, outputs))
-            self._handoff.put(item)
-        self._handoff.put(_STOP)
+def make_pipeline(config: MonoPortConfig, on_result: ResultCallback) -> Pipeline:
+    """
+    Start the pipeline that suits ``config``.
 
-    def _color_loop(self) -> None:
-        while True:
-            item = self._handoff.get()
-            if item is _STOP:
-                return
-            meta, outputs, geo, error = item
-            result = None
-            if error is None:
-                result, error = _attempt(self.reconstructor.color, geo, outputs)
-                # the pipeline hands out only the result, so the volume can serve a later frame
-                _attempt(self.reconstructor.recycle, geo)
-            self._deliver(meta, result, error)
-            self._slot_freed()
+    Worker processes when every stage is on the CPU and more than one frame is in flight
+    (``worker_processes``), else stage threads.
+    """
+    on_cpu = config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu')
+    if on_cpu and config.worker_processes and frames_in_flight(config) > 1:
+        return WorkerProcessPipeline(config, on_result)
+    return StageThreadPipeline(config, on_result)

@@ -224,7 +224,7 @@ class Reconstructor:
         self.geometry_device = resolve_device(config.geometry_device, config.device_fallback)
         self.color_device = resolve_device(config.color_device, config.device_fallback)
         if net is None:
-            from .checkpoint import load_model
+            from .model_file import load_model
             net = load_model(model_path(config))
         geo_dtype = resolve_precision(config.precision, self.geometry_device)
         col_dtype = resolve_precision(config.precision, self.color_device)

@@ -62,11 +62,12 @@ from . import params as P
 from ..core.camera import PinholeCamera
 from ..core.config import MonoPortConfig
 from ..core.meshing import SurfaceMesh, write_ply
+from ..core.pipeline import Pipeline, make_pipeline
 from ..core.reconstruct import check_image
 
 NODE_NAME = 'monoport_node'
 DEFAULT_FRAME = 'camera'            # used when neither frame_id nor the image name a frame
-PipelineFactory = Callable[[MonoPortConfig, Callable[..., None]], Any]
+PipelineFactory = Callable[[MonoPortConfig, Callable[..., None]], Pipeline]
 
 
 @dataclass
@@ -97,11 +98,6 @@ def _reliability(name: str) -> ReliabilityPolicy:
     return ReliabilityPolicy.RELIABLE if name == 'reliable' else ReliabilityPolicy.BEST_EFFORT
 
 
-def _default_pipeline(config: MonoPortConfig, on_result: Callable[..., None]) -> Any:
-    from ..core.pipeline import make_pipeline
-    return make_pipeline(config, on_result)
-
-
 class MonoPortNode(Node):
     """The reconstruction node (see the module docstring for its interface)."""
 
@@ -112,7 +108,7 @@ class MonoPortNode(Node):
         # the core's warnings (device fallback, a failed warm-up, a replaced worker) in this log
         self._core_log = route_core_logs(self.get_logger())
         try:
-            self._setup(pipeline_factory or _default_pipeline)
+            self._setup(pipeline_factory or make_pipeline)
         except BaseException:
             self.close()
             self.destroy_node()
@@ -167,12 +163,11 @@ class MonoPortNode(Node):
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
-        self.devices = tuple(str(d) for d in getattr(
-            self.pipeline, 'devices', (self.config.geometry_device, self.config.color_device)))
+        self.devices = tuple(str(d) for d in self.pipeline.devices)
         # what precision 'auto' (the default) chose on each device
-        self.arithmetic = getattr(self.pipeline, 'arithmetic', (self.config.precision,) * 2)
+        self.arithmetic = tuple(self.pipeline.arithmetic)
         # 'worker processes' or 'stage threads' (see core.pipeline.make_pipeline)
-        self.workers = getattr(self.pipeline, 'workers', 'stage threads')
+        self.workers = self.pipeline.workers
         self.get_logger().info(
             f'ready: image topic {self.image_topic}, '
             f'resolution {self.config.resolution}, '

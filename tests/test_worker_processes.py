@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from monoport_ros.core.config import MonoPortConfig
-from monoport_ros.core.pipeline import TwoDevicePipeline, make_pipeline
-from monoport_ros.core.process_pipeline import (ProcessPipeline, WorkerDied, _LockedSender,
+from monoport_ros.core.pipeline import make_pipeline
+from monoport_ros.core.stage_threads import StageThreadPipeline
+from monoport_ros.core.worker_processes import (WorkerDied, WorkerWorkerProcessPipeline, _LockedSender,
                                                 _PipeLogHandler)
 from monoport_ros.core.reconstruct import Reconstructor
 
@@ -56,14 +57,14 @@ class Results:
 @pytest.fixture(scope='module')
 def pipe_and_results():
     results = Results()
-    pipe = ProcessPipeline(CONFIG, results)
+    pipe = WorkerProcessPipeline(CONFIG, results)
     yield pipe, results
     pipe.close()
 
 
 def test_make_pipeline_picks_processes_only_for_cpu_stages_in_parallel() -> None:
-    for changes, kind in (({'worker_processes': False}, TwoDevicePipeline),
-                          ({'frames_in_flight': 1}, TwoDevicePipeline)):
+    for changes, kind in (({'worker_processes': False}, StageThreadPipeline),
+                          ({'frames_in_flight': 1}, StageThreadPipeline)):
         pipe = make_pipeline(CONFIG.replace(**changes), lambda *a: None)
         try:
             assert type(pipe) is kind
@@ -119,7 +120,7 @@ def test_bad_frames_fail_alone_and_settings_reach_the_workers(pipe_and_results) 
 
 def test_a_killed_worker_fails_its_frame_and_is_replaced() -> None:
     results = Results()
-    pipe = ProcessPipeline(CONFIG.replace(resolution=64), results)
+    pipe = WorkerProcessPipeline(CONFIG.replace(resolution=64), results)
     try:
         pids = {w.process.pid for w in pipe._workers}
         pipe.submit(frame(0), 'first')
@@ -150,7 +151,7 @@ def test_the_workers_warnings_are_logged_in_this_process(caplog) -> None:
     """A worker's log record (here: its device falls back to the CPU) reaches this process."""
     config = CONFIG.replace(geometry_device='cuda:99', frames_in_flight=1)
     with caplog.at_level('WARNING', logger='monoport_ros'):
-        pipe = ProcessPipeline(config, Results())
+        pipe = WorkerProcessPipeline(config, Results())
         pipe.close()
     fallbacks = [r for r in caplog.records
                  if "device 'cuda:99' is not available" in r.getMessage()

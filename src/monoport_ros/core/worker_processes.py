@@ -1,7 +1,7 @@
 """
 Frame-parallel pipeline in worker processes, for the all-CPU configuration.
 
-:class:`core.pipeline.TwoDevicePipeline` overlaps frames with one thread per stage. On a CPU those
+:class:`core.stage_threads.StageThreadPipeline` overlaps frames with one thread per stage. On a CPU those
 threads run thousands of short torch operations per frame, each taking and releasing Python's
 global interpreter lock, and they wait on each other for it: two frames reconstructed at once took
 195-210 ms each in two threads of one process against 148-157 ms in two processes (128^3, the
@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from .config import MonoPortConfig
-from .pipeline import FrameInbox, ResultCallback, _attempt, frames_in_flight, usable_cpus
+from .stream import FrameInbox, ResultCallback, attempt, frames_in_flight, usable_cpus
 from .reconstruct import check_runtime_change
 
 LOG = logging.getLogger(__name__)
@@ -111,11 +111,11 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
                 rec.update_config(message[1])
                 continue
             _, seq, rgb, outputs = message
-            geo, error = _attempt(rec.geometry, rgb, outputs)
+            geo, error = attempt(rec.geometry, rgb, outputs)
             result = None
             if error is None:
-                result, error = _attempt(rec.color, geo, outputs)
-                _attempt(rec.recycle, geo)
+                result, error = attempt(rec.color, geo, outputs)
+                attempt(rec.recycle, geo)
             sender.send((seq, result, None if error is None else _portable(error)))
     except (EOFError, OSError):     # the parent went away
         pass
@@ -172,8 +172,8 @@ class _Worker:
         self.conn.close()
 
 
-class ProcessPipeline(FrameInbox):
-    """Run frames in worker processes; the interface of :class:`TwoDevicePipeline`."""
+class WorkerProcessPipeline(FrameInbox):
+    """Run frames in worker processes (see :class:`core.pipeline.Pipeline`)."""
 
     workers = 'worker processes'
 
@@ -193,9 +193,6 @@ class ProcessPipeline(FrameInbox):
         self._idle = list(range(count))
         self._send_lock = threading.Lock()      # config updates and frames share the pipes
         self._next_seq = 0                      # next frame taken
-        self._next_out = 0                      # next frame delivered
-        self._finished: dict[int, tuple] = {}   # seq -> (meta, result, error), out of order
-        self._deliver_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._dispatch_loop, name='monoport-dispatch',
                                           daemon=True)]
         self._threads += [threading.Thread(target=self._collect_loop, args=(i,),
@@ -307,8 +304,4 @@ class ProcessPipeline(FrameInbox):
             with self._cond:
                 self._idle.append(index)
         self._slot_freed()
-        with self._deliver_lock:
-            self._finished[seq] = (meta, result, error)
-            while self._next_out in self._finished:
-                self._deliver(*self._finished.pop(self._next_out))
-                self._next_out += 1
+        self._deliver_in_order(seq, meta, result, error)
