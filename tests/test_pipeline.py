@@ -57,7 +57,7 @@ class SlowStages:
     def prepare(self, rgb):
         return rgb          # the segmentation stage hands the frame on unchanged
 
-    def geometry(self, rgb, outputs):
+    def geometry(self, rgb):
         self._enter('geo')
         time.sleep(self.t_geo)
         self._leave('geo')
@@ -397,7 +397,7 @@ def test_a_failed_frame_does_not_keep_its_stage_memory_alive() -> None:
     refs, errors = [], []
 
     class Failing(SlowStages):
-        def geometry(self, rgb, outputs):
+        def geometry(self, rgb):
             big = Big()                 # stands for a half-built volume
             refs.append(weakref.ref(big))
             raise MemoryError('simulated out of memory')

@@ -473,10 +473,10 @@ def test_failing_stages_drop_only_their_frames_and_show_in_diagnostics(ctx, tiny
     geometry, color = rec.geometry, rec.color
     faults = {'geometry': 0, 'color': 0, 'publish': 0}
 
-    def failing_geometry(rgb, outputs):
+    def failing_geometry(rgb):
         if faults['geometry']:
             raise torch.OutOfMemoryError('CUDA out of memory (simulated)')
-        return geometry(rgb, outputs)
+        return geometry(rgb)
 
     def failing_color(geo, outputs):
         if faults['color']:

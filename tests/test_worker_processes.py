@@ -15,7 +15,7 @@ import pytest
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.pipeline import make_pipeline
 from monoport_ros.core.stage_threads import StageThreadPipeline
-from monoport_ros.core.worker_processes import (WorkerDied, WorkerWorkerProcessPipeline, _LockedSender,
+from monoport_ros.core.worker_processes import (WorkerDied, WorkerProcessPipeline, _LockedSender,
                                                 _PipeLogHandler)
 from monoport_ros.core.reconstruct import Reconstructor
 

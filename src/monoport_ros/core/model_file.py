@@ -1,4 +1,4 @@
-"""Load any supported model file: ours (:mod:`.checkpoint`) or released PIFu weights (:mod:`.released`)."""
+"""Load any supported model file: ours (:mod:`.checkpoint`) or PIFu's (:mod:`.released`)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,9 +4,9 @@ Single-image reconstruction: image -> person crop -> features -> occupancy -> su
 Split in three stages so that they can overlap between frames and run on two devices
 (:mod:`monoport_ros.core.pipeline`): :meth:`Reconstructor.prepare` (segmentation and crop, CPU),
 :meth:`Reconstructor.geometry` (surface encoder and surface localization on ``geometry_device``)
-and :meth:`Reconstructor.color` (colour encoder and colour queries on ``color_device``; meshing,
-components and the silhouette fill on the host). The occupancy volume stays on the geometry
-device, so the direct rendering's ray search runs there too and only images come back.
+and :meth:`Reconstructor.color` (:meth:`Reconstructor.finish_surface`, then the colour encoder and
+colour queries on ``color_device``; meshing on the host). The occupancy volume stays on the
+geometry device, so the direct rendering's ray search runs there too and only images come back.
 """
 from __future__ import annotations
 
@@ -292,8 +292,7 @@ class Reconstructor:
         return frame
 
     @torch.inference_mode()
-    def geometry(self, frame: np.ndarray | PreparedFrame,
-                 outputs: frozenset[str] = ALL_OUTPUTS) -> GeometryResult:
+    def geometry(self, frame: np.ndarray | PreparedFrame) -> GeometryResult:
         """Surface features and localized occupancy volume (of an RGB image or prepared frame)."""
         if not isinstance(frame, PreparedFrame):
             frame = self.prepare(frame)
@@ -355,27 +354,43 @@ class Reconstructor:
                               times, crop_mask)
 
     @torch.inference_mode()
+    def finish_surface(self, geo: GeometryResult) -> dict[str, float]:
+        """
+        Clean the localized occupancy in place; returns each step's time in ms.
+
+        Stray components removed (``largest_component``), then the silhouette filled where the
+        net left the person's mask empty (``fill_silhouette``: limbs attach to the body first),
+        then smoothed (``surface_smoothing``: the filled limbs as well). It runs at the start of
+        the colour stage, not in :meth:`geometry`: that balances the stages.
+        """
+        cfg, times = self.config, {}
+        if geo.volume is None:
+            return times
+        t0 = time.perf_counter()
+        if cfg.largest_component:
+            keep_largest_component(geo.volume)
+            times['components'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+        if cfg.fill_silhouette and geo.crop_mask is not None:
+            fill_silhouette(geo.volume, geo.crop_mask)
+            times['fill'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+        if cfg.surface_smoothing > 0:
+            smooth_volume(geo.volume, cfg.smoothing_sigma_voxels())
+            times['smooth'] = (time.perf_counter() - t0) * 1e3
+        return times
+
+    @torch.inference_mode()
     def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
-        """Colour features, mesh with vertex colours, and direct renderings."""
+        """The colour stage: :meth:`finish_surface`, then colour, mesh, points and renderings."""
         cfg = self.config
         rec = Reconstruction(geo.person, geo.mask, geo.crop, geo.person_height_px,
                              timings_ms=dict(geo.timings_ms))
         if not geo.person or geo.volume is None:
             return rec
         rec.queries = geo.volume.queries
+        rec.timings_ms.update(self.finish_surface(geo))
         t0 = time.perf_counter()
-        if cfg.largest_component:       # here, not in geometry(): it balances the stages
-            keep_largest_component(geo.volume)
-            rec.timings_ms['components'] = (time.perf_counter() - t0) * 1e3
-            t0 = time.perf_counter()
-        if cfg.fill_silhouette and geo.crop_mask is not None:   # after: limbs attach to the body
-            fill_silhouette(geo.volume, geo.crop_mask)
-            rec.timings_ms['fill'] = (time.perf_counter() - t0) * 1e3
-            t0 = time.perf_counter()
-        if cfg.surface_smoothing > 0:   # after: the filled limbs are smoothed as well
-            smooth_volume(geo.volume, cfg.smoothing_sigma_voxels())
-            rec.timings_ms['smooth'] = (time.perf_counter() - t0) * 1e3
-            t0 = time.perf_counter()
         dev = self.color_device
         feats = geo.features.to(dev, non_blocking=True)
         feats_c = self.col_net.encode_color(geo.crop_image.to(dev, non_blocking=True))
@@ -468,4 +483,4 @@ class Reconstructor:
                     outputs: frozenset[str] | set[str] = ALL_OUTPUTS) -> Reconstruction:
         """Both stages on one frame."""
         outputs = frozenset(outputs)
-        return self.color(self.geometry(rgb, outputs), outputs)
+        return self.color(self.geometry(rgb), outputs)

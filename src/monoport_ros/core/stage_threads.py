@@ -91,7 +91,7 @@ class StageThreadPipeline(FrameInbox):
                 break
             meta, outputs, frame, error = item
             if error is None:
-                item = (meta, outputs, *attempt(self.reconstructor.geometry, frame, outputs))
+                item = (meta, outputs, *attempt(self.reconstructor.geometry, frame))
             self._handoff.put(item)
         self._handoff.put(_STOP)
 

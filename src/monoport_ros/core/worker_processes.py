@@ -1,9 +1,9 @@
 """
 Frame-parallel pipeline in worker processes, for the all-CPU configuration.
 
-:class:`core.stage_threads.StageThreadPipeline` overlaps frames with one thread per stage. On a CPU those
-threads run thousands of short torch operations per frame, each taking and releasing Python's
-global interpreter lock, and they wait on each other for it: two frames reconstructed at once took
+:class:`core.stage_threads.StageThreadPipeline` overlaps frames with one thread per stage. On a
+CPU those threads run thousands of short torch operations per frame, each taking and releasing
+Python's global interpreter lock, and they wait on each other for it: two frames reconstructed at once took
 195-210 ms each in two threads of one process against 148-157 ms in two processes (128^3, the
 samples, one torch thread each, 2-core VM). Here each of ``frames_in_flight`` worker processes runs
 whole frames (segmentation, geometry, colour) with its own :class:`Reconstructor` and segmenter;
@@ -111,7 +111,7 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
                 rec.update_config(message[1])
                 continue
             _, seq, rgb, outputs = message
-            geo, error = attempt(rec.geometry, rgb, outputs)
+            geo, error = attempt(rec.geometry, rgb)
             result = None
             if error is None:
                 result, error = attempt(rec.color, geo, outputs)
