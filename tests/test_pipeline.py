@@ -93,7 +93,7 @@ def test_results_in_input_order_and_stages_overlap() -> None:
     got = []
     stages = SlowStages(0.05, 0.05)
     pipe = StageThreadPipeline(MonoPortConfig(queue_size=16, frames_in_flight=3),
-                             lambda m, r, e: got.append(m), stages)
+                               lambda m, r, e: got.append(m), stages)
     t0 = time.time()
     _run(pipe, [(np.zeros(1), i) for i in range(10)], 10)
     elapsed = time.time() - t0
@@ -107,7 +107,7 @@ def test_frames_in_flight_bounds_the_frames_inside_the_stages() -> None:
     got = []
     stages = SlowStages(0.03, 0.03)
     pipe = StageThreadPipeline(MonoPortConfig(queue_size=16, frames_in_flight=1),
-                             lambda m, r, e: got.append(m), stages)
+                               lambda m, r, e: got.append(m), stages)
     _run(pipe, [(np.zeros(1), i) for i in range(5)], 5)
     waiting = pipe.pending()
     pipe.close()
@@ -118,7 +118,7 @@ def test_frames_in_flight_bounds_the_frames_inside_the_stages() -> None:
 def test_newest_frame_wins_when_full() -> None:
     got = []
     pipe = StageThreadPipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
-                             lambda m, r, e: got.append(m), SlowStages(0.2, 0.01))
+                               lambda m, r, e: got.append(m), SlowStages(0.2, 0.01))
     pipe.submit(np.zeros(1), 'first')
     time.sleep(0.05)                          # 'first' is now in the geometry stage
     assert pipe.submit(np.zeros(1), 'old')
@@ -154,7 +154,7 @@ def _ages_at_take(pace: bool, monkeypatch) -> list[float]:
             ages.append(time.monotonic() - float(rgb[0]))
             return rgb
     pipe = StageThreadPipeline(MonoPortConfig(queue_size=1, frames_in_flight=1),
-                             lambda m, r, e: None, Stages(0.1, 0.03))
+                               lambda m, r, e: None, Stages(0.1, 0.03))
     t0 = time.monotonic()
     for k in range(30):
         time.sleep(max(0.0, t0 + 0.1 * k - time.monotonic()))
@@ -176,8 +176,8 @@ def test_pipeline_takes_fresher_frames_with_the_pacer(monkeypatch) -> None:
 def test_failing_stage_drops_only_that_frame() -> None:
     got = []
     pipe = StageThreadPipeline(MonoPortConfig(queue_size=8),
-                             lambda m, r, e: got.append((m, r is None, type(e).__name__)),
-                             SlowStages(0.01, 0.01))
+                               lambda m, r, e: got.append((m, r is None, type(e).__name__)),
+                               SlowStages(0.01, 0.01))
     _run(pipe, [(np.zeros(1), 0), (None, 1), (np.zeros(1), 2)], 3)
     pipe.close()
     assert got == [(0, False, 'NoneType'), (1, True, 'MemoryError'), (2, False, 'NoneType')]

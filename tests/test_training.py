@@ -11,7 +11,7 @@ import torch
 
 from monoport_ros.core.checkpoint import load_checkpoint
 from monoport_ros.offline.training import (Trainer, TrainConfig, batch_iou, ohem_probabilities,
-                                        register_cli)
+                                           register_cli)
 from monoport_ros.offline.training_data import AugmentConfig, prepare_sample
 
 SIZE = 32

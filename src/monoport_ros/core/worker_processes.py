@@ -3,12 +3,13 @@ Frame-parallel pipeline in worker processes, for the all-CPU configuration.
 
 :class:`core.stage_threads.StageThreadPipeline` overlaps frames with one thread per stage. On a
 CPU those threads run thousands of short torch operations per frame, each taking and releasing
-Python's global interpreter lock, and they wait on each other for it: two frames reconstructed at once took
-195-210 ms each in two threads of one process against 148-157 ms in two processes (128^3, the
-samples, one torch thread each, 2-core VM). Here each of ``frames_in_flight`` worker processes runs
-whole frames (segmentation, geometry, colour) with its own :class:`Reconstructor` and segmenter;
-this process keeps the newest-wins inbox, the pacing and the counters (:class:`FrameInbox`), and
-delivers the results in input order. A worker that dies is replaced; its frame fails.
+Python's global interpreter lock, and they wait on each other for it: two frames reconstructed at
+once took 195-210 ms each in two threads of one process against 148-157 ms in two processes
+(128^3, the samples, one torch thread each, 2-core VM). Here each of ``frames_in_flight`` worker
+processes runs whole frames (segmentation, geometry, colour) with its own :class:`Reconstructor`
+and segmenter; this process keeps the newest-wins inbox, the pacing and the counters
+(:class:`FrameInbox`), and delivers the results in input order. A worker that dies is replaced;
+its frame fails.
 
 Workers are started with ``spawn`` (never forked from a process that may hold DDS or MediaPipe
 threads), so programs that use this must guard their entry point (``if __name__ == '__main__'``).

@@ -1,1 +1,1 @@
-"""Offline tooling: training, data sets, synthetic people, metrics, evaluation; the node never imports it."""
+"""Offline tooling: training, data sets, synthetic people, metrics, evaluation (not the node)."""

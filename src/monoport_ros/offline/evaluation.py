@@ -3,8 +3,8 @@ Evaluation of single-image reconstruction against ground-truth meshes, and a ref
 
 A case is a directory with ``image.png`` (RGB), ``camera.json`` (:class:`OrthoCamera`) and
 ``gt.ply`` (ground truth in that camera frame, metres). The metrics (Chamfer, P2S, normal
-consistency, IoU; :mod:`monoport_ros.offline.metrics`) are computed in that frame after the best shift
-of the reconstruction along z (an orthographic image cannot know the depth offset).
+consistency, IoU; :mod:`monoport_ros.offline.metrics`) are computed in that frame after the best
+shift of the reconstruction along z (an orthographic image cannot know the depth offset).
 
 The baseline extrudes the *true* silhouette (the ground truth projected through the camera) to the
 constant thickness that minimizes its Chamfer distance, and is scored with the same metrics.

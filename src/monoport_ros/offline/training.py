@@ -6,8 +6,8 @@ logits); stage 2 freezes it and trains the colour net (colour encoder + colour M
 surface points), as in PIFu / MonoPort.
 
 The data set's layout and the per-sample preparation live in
-:mod:`monoport_ros.offline.training_data`. Points are in model space ``[-1, 1]^3`` (x right, y up, z
-towards the camera), aligned with the crop. By default (``z_center: surface_median``) depth is
+:mod:`monoport_ros.offline.training_data`. Points are in model space ``[-1, 1]^3`` (x right, y up,
+z towards the camera), aligned with the crop. By default (``z_center: surface_median``) depth is
 re-centred per sample on the median z of its surface points, so trained networks place the body's
 median surface depth at z = 0; a mesh that needs the files' convention (z = 0 at the centre of its
 3D bounding box) is shifted by its own bounding-box centre after meshing. After each stage the
