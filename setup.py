@@ -28,7 +28,6 @@ setup(
     entry_points={
         'console_scripts': [
             'monoport-ros = monoport_ros.cli:main',
-            'monoport-node = monoport_ros.ros.node:main',
             'monoport_node = monoport_ros.ros.node:main',
             'image_publisher = monoport_ros.ros.image_publisher:main',
         ],

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from human_field import human_occupancy_field  # noqa: E402
-
-from monoport_ros.core.config import octree_depth_for  # noqa: E402
+from monoport_ros.core.config import octree_depth_for
+from monoport_ros.offline.body_field import human_occupancy_field
 from monoport_ros.core.localization import (  # noqa: E402
     dense_occupancy, localize_surface, mixed_cells)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up: creates .venv/ at the repo root, installs the pinned requirements and the
-# package itself (editable), so that .venv/bin/monoport-ros and .venv/bin/monoport-node exist.
+# package itself (editable), so that .venv/bin/monoport-ros and .venv/bin/monoport_node exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}

@@ -33,7 +33,7 @@ from ros_isolation import NODE, NS, ros_args
 
 from monoport_ros.core.camera import PersonCrop
 from monoport_ros.core.preprocess import CROP_FILL
-from monoport_ros.ros.recorder import McapSink, record_topics
+from ros_recorder import McapSink, record_topics
 
 BIN = Path(sys.executable).parent
 RENDER_SIZE = 64

@@ -1,9 +1,6 @@
 """Efficient surface localization gives exactly the dense volume, with far fewer queries."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -83,8 +80,7 @@ def test_invalid_settings_are_refused(resolution: int, depth: int) -> None:
 @pytest.fixture(scope='module')
 def human_field():
     """Make an anny body solid on the 256 grid (exact at the 64 and 128 grid points too)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'bench'))
-    from human_field import human_occupancy_field
+    from monoport_ros.offline.body_field import human_occupancy_field
     return human_occupancy_field(256, seed=5)
 
 

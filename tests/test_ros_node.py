@@ -367,7 +367,8 @@ def test_recorder_command_line_writes_decodable_mcap(tmp_path):
     out = tmp_path / 'rec.mcap'
     probe = Probe(domain)
     pub = probe.node.create_publisher(Image, f'{NS}/rec_test', 10)
-    proc = subprocess.Popen([sys.executable, '-m', 'monoport_ros.ros.recorder', str(out),
+    recorder = str(Path(__file__).parent / 'ros_recorder.py')
+    proc = subprocess.Popen([sys.executable, recorder, str(out),
                              f'{NS}/rec_test', '--duration', '4'], env=node_env(domain),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

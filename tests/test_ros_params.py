@@ -50,6 +50,10 @@ class FakePipeline:
         self.stats['submitted'] += 1
         return True
 
+    @property
+    def octree_levels(self):
+        return (self.updates or [self.config])[-1].localization_levels(self.devices[0])
+
     def update_config(self, config):
         self.updates.append(config)
 

@@ -1,5 +1,7 @@
-"""Person crop: from an image and a person mask to the network's square, background-free input."""
+"""Image in: read and check an RGB image, and crop the person to the network's square input."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -7,6 +9,14 @@ import numpy as np
 from .camera import PersonCrop
 
 CROP_FILL = 0.85    # the person's longer box side fills this fraction of the crop (train and test)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (alpha dropped, grey expanded)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f'{path}: not a readable image')
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def check_rgb(rgb: np.ndarray, min_side: int = 8) -> None:

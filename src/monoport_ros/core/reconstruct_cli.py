@@ -3,24 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .camera import OrthoCamera, ortho_camera_from_height
 from .config import MonoPortConfig, PRECISIONS
-from .meshing import SurfaceMesh, write_ply
+from .preprocess import load_rgb
 from .reconstruct import Reconstructor
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (alpha dropped, grey expanded)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'{path}: not a readable image')
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+from .results import write_mesh, write_points, write_views
 
 
 # surface_smoothing of the offline commands (the node's default, 0, saves its cost per frame):
@@ -119,26 +110,13 @@ def run(args: argparse.Namespace) -> int:
     summary = {'vertices': len(rec.vertices), 'faces': len(rec.faces), 'queries': rec.queries,
                'timings_ms': {k: round(v, 1) for k, v in rec.timings_ms.items()}}
     if args.mesh:
-        mesh = SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors)
-        write_ply(args.mesh, mesh, to_camera(rec.vertices))
+        write_mesh(args.mesh, rec, to_camera)
         summary['mesh'] = args.mesh
     if args.points:
-        pts = SurfaceMesh(rec.points, np.zeros((0, 3), np.int32), rec.point_colors)
-        from .o3d import o3d
-        cloud = o3d.geometry.PointCloud(
-            o3d.utility.Vector3dVector(to_camera(pts.vertices)))
-        cloud.colors = o3d.utility.Vector3dVector(np.clip(pts.colors, 0, 1).astype(np.float64))
-        Path(args.points).parent.mkdir(parents=True, exist_ok=True)
-        if not o3d.io.write_point_cloud(args.points, cloud):
-            raise OSError(f'could not write points to {args.points}')
+        write_points(args.points, rec, to_camera)
         summary['points'] = args.points
     if args.views:
-        out = Path(args.views)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, img in rec.views.items():
-            cv2.imwrite(str(out / f'{name}.png'), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / f'{name}_normals.png'),
-                        cv2.cvtColor(rec.normal_views[name], cv2.COLOR_RGB2BGR))
-        summary['views'] = str(out)
+        write_views(args.views, rec, normals=True)
+        summary['views'] = args.views
     print(json.dumps(summary))
     return 0

@@ -55,7 +55,7 @@ CLOUD_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, co
 
 # ----------------------------------------------------------------------------------------- images
 
-def check_image(msg: Image, max_pixels: int | None = None) -> int:
+def check_image_message(msg: Image, max_pixels: int | None = None) -> int:
     """
     Validate an Image's header fields against its data; return its channel count.
 
@@ -83,7 +83,7 @@ def check_image(msg: Image, max_pixels: int | None = None) -> int:
 
 def image_to_array(msg: Image, max_pixels: int | None = None) -> np.ndarray:
     """Return the pixels of a validated Image in its own channel order: (H, W, C) or (H, W)."""
-    ch = check_image(msg, max_pixels)
+    ch = check_image_message(msg, max_pixels)
     h, w, step = msg.height, msg.width, msg.step
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :w * ch]
     return rows.reshape(h, w) if ch == 1 else rows.reshape(h, w, ch)
@@ -104,7 +104,7 @@ def _own_to_rgb(msg: Image, max_pixels: int | None) -> np.ndarray:
 
 def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
     """Validate ``msg`` and return its pixels as a new (H, W, 3) uint8 RGB array."""
-    check_image(msg, max_pixels)
+    check_image_message(msg, max_pixels)
     if _BRIDGE is not None:             # pragma: no cover - depends on the install
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
     return _own_to_rgb(msg, max_pixels)

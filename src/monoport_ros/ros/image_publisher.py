@@ -26,7 +26,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from . import conversions as conv
-from ..core.reconstruct_cli import load_rgb
+from ..core.preprocess import load_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 SAMPLES = Path(__file__).resolve().parent.parent / 'samples'

@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.event_handler import PublisherEventCallbacks
@@ -57,13 +57,14 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from . import conversions as conv
+from .diagnostics import reconstruction_status
 from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
 from ..core.camera import PinholeCamera
 from ..core.config import MonoPortConfig
-from ..core.meshing import SurfaceMesh, write_ply
 from ..core.pipeline import Pipeline, make_pipeline
 from ..core.reconstruct import check_image
+from ..core.results import write_mesh, write_views
 
 NODE_NAME = 'monoport_node'
 DEFAULT_FRAME = 'camera'            # used when neither frame_id nor the image name a frame
@@ -402,13 +403,8 @@ class MonoPortNode(Node):
             out.mkdir(parents=True, exist_ok=True)
             stem = f'frame_{seq:06d}'
             if len(rec.faces):
-                write_ply(out / f'{stem}_mesh.ply',
-                          SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors))
-            if rec.views:
-                import cv2
-                for view, image in rec.views.items():
-                    cv2.imwrite(str(out / f'{stem}_{view}.png'),
-                                np.ascontiguousarray(image[:, :, ::-1]))
+                write_mesh(out / f'{stem}_mesh.ply', rec)
+            write_views(out, rec, prefix=f'{stem}_')
         except Exception as exc:    # noqa: BLE001 - a full disk must not stop the node
             self._count('write_errors')
             self.get_logger().error(f'writing outputs to {out} failed: {exc}',
@@ -434,42 +430,13 @@ class MonoPortNode(Node):
         now = time.monotonic()
         stats = self.stats()
         t0, before = self._window
-        dt = max(now - t0, 1e-3)
         self._window = (now, collections.Counter(stats))
         delta = {k: stats.get(k, 0) - before.get(k, 0) for k in stats}
         with self._lock:
             lat = list(self._latencies)
             self._latencies.clear()
             timings = dict(self._last_timings)
-        status = DiagnosticStatus(
-            name=f'{self.get_fully_qualified_name()}: reconstruction',
-            hardware_id=f'geometry={self.devices[0]} color={self.devices[1]}')
-        if delta.get('failed', 0) and not delta.get('published', 0):
-            status.level, status.message = DiagnosticStatus.ERROR, 'reconstruction failing'
-        elif delta.get('failed', 0) or delta.get('invalid', 0):
-            status.level, status.message = DiagnosticStatus.WARN, 'frames dropped'
-        elif self.sub_image is None:
-            status.level, status.message = DiagnosticStatus.OK, 'idle: no output subscribers'
-        elif not stats.get('received', 0):
-            status.level, status.message = DiagnosticStatus.OK, 'waiting for images'
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'running'
-        values = {
-            'rate_hz': delta.get('published', 0) / dt,
-            'input_rate_hz': delta.get('received', 0) / dt,
-            'latency_ms': 1e3 * float(np.mean(lat)) if lat else float('nan'),
-            'latency_max_ms': 1e3 * float(np.max(lat)) if lat else float('nan'),
-            'received': stats.get('received', 0),
-            'published': stats.get('published', 0),
-            'dropped': stats.get('pipeline_dropped', 0),
-            'invalid': stats.get('invalid', 0),
-            'failed': stats.get('failed', 0),
-            'rate_limited': stats.get('rate_limited', 0),
-            'no_person': stats.get('no_person', 0),
-            'skipped_no_subscribers': stats.get('skipped_no_subscribers', 0),
-            'bad_camera_info': stats.get('bad_camera_info', 0),
-            'subscription_errors': stats.get('subscription_errors', 0),
-            'publisher_errors': stats.get('publisher_errors', 0),
+        engine = {
             'geometry_device': self.devices[0],
             'color_device': self.devices[1],
             'geometry_arithmetic': self.arithmetic[0],
@@ -479,17 +446,17 @@ class MonoPortNode(Node):
             'octree_levels': self.octree_levels,
             'workers': self.workers,
         }
-        values.update({f'time_{k}_ms': round(v, 2) for k, v in timings.items()})
-        status.values = [KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))
-                         for k, v in values.items()]
+        status = reconstruction_status(f'{self.get_fully_qualified_name()}: reconstruction',
+                                       stats, delta, now - t0, lat, timings, engine,
+                                       idle=self.sub_image is None)
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         return msg
 
     @property
     def octree_levels(self) -> int:
-        """Localization levels in use (``octree_depth`` 0 = auto, resolved for the device)."""
-        return self.config.localization_levels(self.devices[0])
+        """Localization levels in use (``octree_depth`` 0 = auto, resolved by the pipeline)."""
+        return self.pipeline.octree_levels
 
     def close(self) -> None:
         """Stop the pipeline's workers (idempotent)."""

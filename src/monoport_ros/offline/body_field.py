@@ -1,7 +1,7 @@
 """
-An anny body's occupancy in model space, labelled by Open3D.
+An anny body's occupancy in model space, labelled by Open3D: a known shape for localization checks.
 
-Shared by the bench and the tests.
+Used by ``bench/localization.py`` and the localization tests.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """
-Record ROS 2 topics to an MCAP file (the rosbag2 storage format) without ``ros2 bag``.
+Record ROS 2 topics to an MCAP file (the rosbag2 storage format) without ``ros2 bag``: a test tool.
 
 Messages are stored exactly as they arrive on the wire (serialized CDR, ``message_encoding``
 ``cdr``) with ``ros2msg`` schemas built from the installed ``.msg`` definitions, so any MCAP/ROS 2
 tool (``ros2 bag``, Foxglove, ``mcap-ros2-support``) can decode them.
 
-``python -m monoport_ros.ros.recorder out.mcap /monoport_node/points /monoport_node/mesh_marker``
+``python tests/ros_recorder.py out.mcap /monoport_node/points /monoport_node/mesh_marker``
 records until Ctrl-C (``--duration`` seconds at most).
 """
 from __future__ import annotations
