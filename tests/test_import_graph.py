@@ -35,7 +35,7 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
 
 
 def imports_of(path: Path, modules: set[str]) -> list[tuple[str, str | None]]:
-    """``(imported module, imported name or None)`` for each import in ``path``."""
+    """List ``(imported module, imported name or None)`` for each import in ``path``."""
     module = module_name(path)
     tree = ast.parse(path.read_text(), str(path))
     found: list[tuple[str, str | None]] = []

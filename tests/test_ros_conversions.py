@@ -314,3 +314,46 @@ def test_50k_triangle_marker_builds_and_publishes_well_under_100ms():
           f'median {median * 1e3:.1f} ms')
     assert median < 0.1, times
     assert got and len(got[-1].points) == 150000 and len(got[-1].colors) == 150000
+
+
+# --------------------------------------------------------------------------------- depth images
+
+def _depth_msg(encoding: str, values: list[list[float]], bigendian: bool, pad: int) -> Image:
+    """Build a depth Image by hand with struct, row by row (``pad`` bytes after each row)."""
+    fmt = {'16UC1': 'H', 'mono16': 'H', '32FC1': 'f'}[encoding]
+    order = '>' if bigendian else '<'
+    rows = [struct.pack(f'{order}{len(r)}{fmt}', *r) + b'\xab' * pad for r in values]
+    return _image(encoding, len(values[0]), len(values), len(rows[0]), b''.join(rows),
+                  bigendian=int(bigendian))
+
+
+@pytest.mark.parametrize('bigendian', [False, True])
+@pytest.mark.parametrize('pad', [0, 3])
+def test_16uc1_depth_is_millimetres_with_zero_as_a_hole(bigendian, pad):
+    msg = _depth_msg('16UC1', [[1000, 0, 65535], [1500, 2501, 7]], bigendian, pad)
+    got = conv.depth_to_metres(msg)
+    assert got.dtype == np.float32 and got.shape == (2, 3)
+    np.testing.assert_allclose(got, [[1.0, np.nan, 65.535], [1.5, 2.501, 0.007]], rtol=1e-6)
+
+
+@pytest.mark.parametrize('bigendian', [False, True])
+@pytest.mark.parametrize('pad', [0, 4])
+def test_32fc1_depth_is_metres_with_nan_inf_and_zero_as_holes(bigendian, pad):
+    msg = _depth_msg('32FC1', [[2.25, float('nan'), 0.0], [float('inf'), -1.0, 3.5]], bigendian,
+                     pad)
+    got = conv.depth_to_metres(msg)
+    np.testing.assert_allclose(got, [[2.25, np.nan, np.nan], [np.nan, np.nan, 3.5]])
+
+
+def test_malformed_depth_images_are_refused_with_the_reason():
+    ok = _depth_msg('16UC1', [[1, 2], [3, 4]], False, 0)
+    with pytest.raises(ValueError, match='unsupported depth encoding'):
+        conv.depth_to_metres(_image('rgb8', 2, 2, 6, bytes(12)))
+    short = _image('32FC1', 2, 2, 4, bytes(8))
+    with pytest.raises(ValueError, match='shorter than a row'):
+        conv.depth_to_metres(short)
+    cut = _image('16UC1', 2, 2, 4, bytes(ok.data)[:6])
+    with pytest.raises(ValueError, match='expected height\\*step'):
+        conv.depth_to_metres(cut)
+    with pytest.raises(ValueError, match='more than 3 pixels'):
+        conv.depth_to_metres(ok, max_pixels=3)

@@ -455,3 +455,59 @@ def test_the_cores_warnings_reach_the_ros_log_while_the_node_lives(ctx, capfd):
     assert re.search(r'\[INFO\] \[[^\]]*' + node_log + r'a core notice \(test\)', err), err
     assert 'below the threshold' not in err
     assert not re.search(node_log + 'after the node closed', err), err
+
+
+def test_a_paired_depth_image_places_the_person_and_an_unpaired_frame_falls_back(ctx):
+    """Depth on ~depth with the image's stamp: the cloud lies where the body is (issue 29)."""
+    from depth_scene import crop_for, depth_of, ellipsoid_surface
+    from monoport_ros.core.camera import OpticalPlacement
+
+    node = _node(ctx, [Parameter('subject_height', value=1.7)])
+    probe = rclpy.create_node('probe', context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    clouds = []
+    probe.create_subscription(PointCloud2, f'{NODE}/points', clouds.append,
+                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    depth_pub = probe.create_publisher(Image, node.resolve_topic_name('depth'), 10)
+    cam = PinholeCamera.default_for(320, 240)
+    truth = OpticalPlacement(np.array([0.2, 0.1, 4.0]), 0.7)     # a short person, 4 m away
+    depth = depth_of(cam, truth).astype(np.float32)
+    surface = ellipsoid_surface(4000).astype(np.float32)
+    rec = Reconstruction(True, np.isfinite(depth), crop_for(cam, truth), 0.0, points=surface,
+                         point_colors=np.ones_like(surface))
+    rec.person_height_px = float(np.isfinite(depth).any(axis=1).sum())
+    depth_msg = conv.array_to_image(np.zeros((240, 320), np.uint8), 'mono8',
+                                    Header(stamp=Time(sec=7, nanosec=5), frame_id='cam'))
+    depth_msg.encoding, depth_msg.step = '32FC1', 320 * 4
+    depth_msg.data = depth.tobytes()
+    try:
+        end = time.monotonic() + 10
+        while node.sub_depth is None or depth_pub.get_subscription_count() == 0:
+            ex.spin_once(timeout_sec=0.05)
+            assert time.monotonic() < end
+        depth_pub.publish(depth_msg)
+        while node.depth.received == 0:
+            ex.spin_once(timeout_sec=0.05)
+            assert time.monotonic() < end
+        for sec in (7, 9):      # 9: no depth image within depth_slop of it
+            node._on_image(_image(320, 240, sec=sec))
+            node.pipeline.on_result(node.pipeline.submitted[-1][1], rec, None)
+        while len(clouds) < 2:
+            ex.spin_once(timeout_sec=0.05)
+            assert time.monotonic() < end
+        placed, _ = conv.cloud_to_arrays(clouds[0])
+        err = np.linalg.norm(placed - truth.apply(surface), axis=1)
+        assert np.median(err) < 0.03
+        fallback, _ = conv.cloud_to_arrays(clouds[1])
+        want = cam.model_to_optical(rec.crop, surface, cam.subject_distance(
+            rec.person_height_px, 1.7))
+        np.testing.assert_allclose(fallback, want, rtol=1e-5)
+        values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        assert values['depth_placed'] == '1' and values['depth_unpaired'] == '1'
+        assert float(values['depth_fit_residual_m']) < 0.01
+    finally:
+        probe.destroy_node()
+        node.close()
+        node.destroy_node()

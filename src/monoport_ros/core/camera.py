@@ -178,15 +178,32 @@ class PinholeCamera:
         """Distance at which a ``subject_height_m`` person appears ``person_height_px`` tall."""
         return self.fy * subject_height_m / max(person_height_px, 1e-6)
 
+    def weak_perspective(self, crop: PersonCrop, distance: float) -> 'OpticalPlacement':
+        """Model space with its origin ``distance`` metres away on the crop centre's ray."""
+        centre = np.array([(crop.cx - self.cx) * distance / self.fx,
+                           (crop.cy - self.cy) * distance / self.fy, distance])
+        return OpticalPlacement(centre, crop.side / 2.0 * distance / self.fy)
+
     def model_to_optical(self, crop: PersonCrop, points: np.ndarray,
                          distance: float) -> np.ndarray:
         """Model-space points -> optical frame (x right, y down, z forward) by weak perspective."""
-        m = distance / self.fy                       # metres per pixel at the subject
-        half = crop.side / 2.0
-        centre = np.array([(crop.cx - self.cx) * distance / self.fx,
-                           (crop.cy - self.cy) * distance / self.fy, distance])
-        out = np.empty_like(points, dtype=np.float64)
-        out[:, 0] = centre[0] + points[:, 0] * half * m
-        out[:, 1] = centre[1] - points[:, 1] * half * m
-        out[:, 2] = centre[2] - points[:, 2] * half * m
-        return out
+        return self.weak_perspective(crop, distance).apply(points)
+
+
+@dataclass(frozen=True)
+class OpticalPlacement:
+    """
+    Where model space sits in the optical frame: ``origin`` (metres) and ``scale`` (m per unit).
+
+    Model ``(x, y, z)`` (y up, z towards the camera) goes to ``origin + scale * (x, -y, -z)``
+    (x right, y down, z forward).
+    """
+
+    origin: np.ndarray
+    scale: float
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Model-space points (N, 3) -> optical frame (N, 3) float64."""
+        out = np.asarray(points, dtype=np.float64) * self.scale
+        out[:, 1:] *= -1.0
+        return out + np.asarray(self.origin, dtype=np.float64)

@@ -148,6 +148,12 @@ class MonoPortConfig:
     subject_distance: float = _p(0.0,
                                  'Assumed subject distance (m) with camera_info; 0 = from height',
                                  lo=0.0, hi=100.0)
+    depth_placement: bool = _p(True, 'Place the person with the registered depth image of the '
+                               'depth topic (16UC1 mm or 32FC1 m, aligned to the colour image) '
+                               'where one arrives; frames without one use subject_height or '
+                               'subject_distance')
+    depth_slop: float = _p(0.05, 'Largest stamp difference (s) of a depth image and its colour '
+                           'image', lo=0.0, hi=1.0)
     largest_component: bool = _p(True, 'Keep only the largest connected part (one person)')
     mirror_average: bool = _p(False, 'Average the occupancy with that of the mirrored image '
                               '(better depth; the geometry stage takes about 1.5x as long)')

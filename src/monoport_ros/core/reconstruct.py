@@ -382,7 +382,7 @@ class Reconstructor:
 
     @torch.inference_mode()
     def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
-        """The colour stage: :meth:`finish_surface`, then colour, mesh, points and renderings."""
+        """Run the colour stage: :meth:`finish_surface`, then colour, mesh, points, renderings."""
         cfg = self.config
         rec = Reconstruction(geo.person, geo.mask, geo.crop, geo.person_height_px,
                              timings_ms=dict(geo.timings_ms))

@@ -19,13 +19,13 @@ PointMap = Callable[[np.ndarray], np.ndarray]
 
 
 def write_mesh(path: str | Path, rec: Reconstruction, to_frame: PointMap | None = None) -> None:
-    """The coloured mesh as ``.ply``."""
+    """Write the coloured mesh as ``.ply``."""
     mesh = SurfaceMesh(rec.vertices, rec.faces, rec.vertex_colors)
     write_ply(path, mesh, to_frame(rec.vertices) if to_frame else None)
 
 
 def write_points(path: str | Path, rec: Reconstruction, to_frame: PointMap | None = None) -> None:
-    """The coloured surface points as a ``.ply`` point cloud (Open3D's writer)."""
+    """Write the coloured surface points as a ``.ply`` point cloud (Open3D's writer)."""
     from .o3d import o3d
     xyz = to_frame(rec.points) if to_frame else rec.points
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))

@@ -110,6 +110,43 @@ def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
     return _own_to_rgb(msg, max_pixels)
 
 
+#: Depth encodings: element type and metres per unit (16UC1 is millimetres, 32FC1 metres).
+DEPTH_ENCODINGS = {'16UC1': ('u2', 1e-3), 'mono16': ('u2', 1e-3), '32FC1': ('f4', 1.0)}
+
+
+def depth_to_metres(msg: Image, max_pixels: int | None = None) -> np.ndarray:
+    """
+    Depth image (``16UC1`` in mm, ``32FC1`` in m) as (H, W) float32 metres; holes are NaN.
+
+    Honours ``is_bigendian`` and padded rows (``step`` longer than a row). Zero, NaN and inf
+    (the drivers' "no depth") become NaN. Raises ValueError on a malformed message.
+    """
+    enc = msg.encoding
+    if enc not in DEPTH_ENCODINGS:
+        raise ValueError(f'unsupported depth encoding {enc!r} '
+                         f'(accepted: {", ".join(DEPTH_ENCODINGS)})')
+    kind, unit = DEPTH_ENCODINGS[enc]
+    size = int(kind[1])
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0:
+        raise ValueError(f'empty depth image ({w}x{h})')
+    if max_pixels is not None and h * w > max_pixels:
+        raise ValueError(f'depth image {w}x{h} has more than {max_pixels} pixels')
+    if msg.is_bigendian not in (0, 1):
+        raise ValueError(f'invalid is_bigendian flag {msg.is_bigendian}')
+    if step < w * size:
+        raise ValueError(f'step {step} is shorter than a row of {w} {enc} pixels '
+                         f'({w * size} bytes)')
+    if len(msg.data) != h * step:
+        raise ValueError(f'data has {len(msg.data)} bytes, expected height*step = {h * step}')
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :w * size]
+    order = '>' if msg.is_bigendian else '<'
+    values = np.ascontiguousarray(rows).view(np.dtype(order + kind)).reshape(h, w)
+    out = values.astype(np.float32) * np.float32(unit)
+    out[~np.isfinite(out) | (out <= 0)] = np.nan
+    return out
+
+
 def array_to_image(arr: np.ndarray, encoding: str = 'rgb8',
                    header: Header | None = None) -> Image:
     """

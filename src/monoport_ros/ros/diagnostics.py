@@ -9,7 +9,8 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 # counters reported as they are (node counters; the pipeline's drop count is 'dropped')
 COUNTERS = ('received', 'published', 'invalid', 'failed', 'rate_limited', 'no_person',
             'skipped_no_subscribers', 'bad_camera_info', 'subscription_errors',
-            'publisher_errors')
+            'publisher_errors', 'depth_placed', 'depth_unpaired', 'depth_fit_failed',
+            'depth_invalid')
 
 
 def status_level(stats: dict[str, int], delta: dict[str, int], idle: bool) -> tuple[int, str]:

@@ -3,7 +3,9 @@
 
 Subscriptions
     ``image`` (sensor_msgs/Image; rgb8, bgr8, rgba8, bgra8, mono8; sensor-data QoS, reliability
-    from ``image_reliability``) and ``camera_info`` (sensor_msgs/CameraInfo, optional).
+    from ``image_reliability``), ``camera_info`` (sensor_msgs/CameraInfo, optional) and
+    ``depth`` (sensor_msgs/Image 16UC1 mm or 32FC1 m registered to ``image``, optional: paired
+    by stamp within ``depth_slop``, it places the person; see :mod:`core.placement`).
 
 Publications (stamp = the input image's stamp; frame = ``frame_id`` or else the image's frame)
     ``~/points``        sensor_msgs/PointCloud2, x y z float32 + packed rgb, the coloured surface;
@@ -57,12 +59,14 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from . import conversions as conv
+from .depth import DepthPairer
 from .diagnostics import reconstruction_status
 from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
-from ..core.camera import PinholeCamera
+from ..core.camera import OpticalPlacement, PinholeCamera
 from ..core.config import MonoPortConfig
 from ..core.pipeline import Pipeline, make_pipeline
+from ..core.placement import fit_to_depth
 from ..core.reconstruct import check_image
 from ..core.results import write_mesh, write_views
 
@@ -154,6 +158,7 @@ class MonoPortNode(Node):
             self._ensure_view_publisher(view)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
+        self.sub_depth: Any = None      # with the image subscription (depth_placement)
         self._in_qos = QoSProfile(history=qos_profile_sensor_data.history,
                                   depth=qos_profile_sensor_data.depth,
                                   reliability=_reliability(self.config.image_reliability))
@@ -163,6 +168,8 @@ class MonoPortNode(Node):
         self._update_image_subscription()
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
+        self.depth = DepthPairer()
+        self._depth_residual = float('nan')
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.devices = tuple(str(d) for d in self.pipeline.devices)
         # what precision 'auto' (the default) chose on each device
@@ -204,6 +211,7 @@ class MonoPortNode(Node):
         """
         try:
             wanted = bool(self._wanted_outputs())
+            self._update_depth_subscription(wanted and self.config.depth_placement)
             if wanted and self.sub_image is None:
                 self.sub_image = self._create_image_subscription()
                 self.get_logger().info(f'outputs wanted: subscribed to {self.image_topic}')
@@ -216,6 +224,14 @@ class MonoPortNode(Node):
             self._count('subscription_errors')
             self.get_logger().error(f'image subscription update failed: {exc}',
                                     throttle_duration_sec=5.0)
+
+    def _update_depth_subscription(self, wanted: bool) -> None:
+        if wanted and self.sub_depth is None:
+            self.sub_depth = self.create_subscription(Image, 'depth', self.depth.add,
+                                                      self._in_qos)
+        elif not wanted and self.sub_depth is not None:
+            sub, self.sub_depth = self.sub_depth, None
+            self.destroy_subscription(sub)
 
     def _create_image_subscription(self) -> Any:
         try:
@@ -374,20 +390,49 @@ class MonoPortNode(Node):
         if cfg.output_dir and rec.person:
             self._write_outputs(Path(cfg.output_dir), seq, rec)
 
-    def _distance(self, cam: PinholeCamera, rec: Any) -> float:
-        if self.config.subject_distance > 0:
-            return self.config.subject_distance
-        return cam.subject_distance(rec.person_height_px, self.config.subject_height)
+    def _placement(self, meta: FrameMeta, rec: Any) -> OpticalPlacement:
+        """Where the person is: fitted to the paired depth image, else by weak perspective."""
+        cfg, cam = self.config, meta.camera
+        if cfg.depth_placement and self.depth.received:
+            fit = self._depth_fit(meta, rec)
+            if fit is not None:
+                return fit
+        if cfg.subject_distance > 0:
+            distance = cfg.subject_distance
+        else:
+            distance = cam.subject_distance(rec.person_height_px, cfg.subject_height)
+        return cam.weak_perspective(rec.crop, distance)
+
+    def _depth_fit(self, meta: FrameMeta, rec: Any) -> OpticalPlacement | None:
+        msg = self.depth.match(meta.header.stamp, self.config.depth_slop)
+        if msg is None:
+            self._count('depth_unpaired')
+            return None
+        try:
+            depth = conv.depth_to_metres(msg, self.config.max_image_pixels)
+            if depth.shape != rec.mask.shape:
+                raise ValueError(f'depth image {depth.shape[1]}x{depth.shape[0]} is not '
+                                 f'registered to the {meta.width}x{meta.height} colour image')
+        except ValueError as exc:
+            self._count('depth_invalid')
+            self.get_logger().warning(f'depth image not used: {exc}', throttle_duration_sec=5.0)
+            return None
+        surface = rec.vertices if len(rec.vertices) else rec.points
+        fit = fit_to_depth(depth, rec.mask, meta.camera, rec.crop, surface)
+        if fit is None:
+            self._count('depth_fit_failed')
+            return None
+        self._count('depth_placed')
+        self._depth_residual = fit.residual_m
+        return fit.placement
 
     def _publish_geometry(self, meta: FrameMeta, rec: Any) -> None:
-        cam = meta.camera
-        dist = self._distance(cam, rec)
+        place = self._placement(meta, rec)
         if 'points' in meta.outputs and len(rec.points):
-            pts = cam.model_to_optical(rec.crop, rec.points, dist)
+            pts = place.apply(rec.points)
             self.pub_points.publish(conv.points_to_cloud(pts, rec.point_colors, meta.header))
         if 'mesh' in meta.outputs:
-            verts = cam.model_to_optical(rec.crop, rec.vertices, dist) if len(rec.vertices) \
-                else np.zeros((0, 3))
+            verts = place.apply(rec.vertices) if len(rec.vertices) else np.zeros((0, 3))
             if self.pub_marker.get_subscription_count():
                 if len(rec.faces):
                     self.pub_marker.publish(conv.marker_cdr(verts, rec.faces, rec.vertex_colors,
@@ -445,6 +490,7 @@ class MonoPortNode(Node):
             'octree_depth': self.config.octree_depth,
             'octree_levels': self.octree_levels,
             'workers': self.workers,
+            'depth_fit_residual_m': self._depth_residual,
         }
         status = reconstruction_status(f'{self.get_fully_qualified_name()}: reconstruction',
                                        stats, delta, now - t0, lat, timings, engine,
