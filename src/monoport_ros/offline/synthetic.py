@@ -123,7 +123,7 @@ def render_person(person: Person, yaw_deg: float, image_size: int | tuple[int, i
     prim = ans['primitive_ids'].numpy().astype(np.int64)
     mask = prim != scene.INVALID_ID
     # smooth (interpolated vertex-normal) Lambert shading
-    vn = _vertex_normals(v, person.faces)
+    vn = vertex_normals(v, person.faces)
     fid = prim[mask]
     bary = ans['primitive_uvs'].numpy()[mask].astype(np.float64)
     tri = person.faces[fid]
@@ -144,7 +144,7 @@ def render_person(person: Person, yaw_deg: float, image_size: int | tuple[int, i
     return {'image': image, 'mask': mask, 'camera': camera, 'mesh_cam': v, 'light': light}
 
 
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals (unit)."""
     tri = vertices[faces]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
