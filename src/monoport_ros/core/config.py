@@ -154,6 +154,17 @@ class MonoPortConfig:
                                'subject_distance')
     depth_slop: float = _p(0.05, 'Largest stamp difference (s) of a depth image and its colour '
                            'image', lo=0.0, hi=1.0)
+    steady_placement: bool = _p(True, 'Steady where the person is placed over a stream (a '
+                                'One-Euro filter on position and scale, by image stamp): a '
+                                'still person stops jittering, a moving one is followed')
+    steady_min_cutoff: float = _p(0.5, 'Cut-off (Hz) of the placement filter for a still '
+                                  'person: lower is steadier, and lags more', lo=0.01, hi=30.0)
+    steady_beta: float = _p(10.0, 'How fast the placement filter\'s cut-off rises with speed '
+                            '(Hz per m/s): higher follows a moving person more closely',
+                            lo=0.0, hi=100.0)
+    steady_surface: bool = _p(True, 'Blend the occupancy with the previous frame\'s while the '
+                              'person has not moved (crop within half a voxel, masks alike): '
+                              'a still person\'s surface stops shimmering; up to 256^3')
     largest_component: bool = _p(True, 'Keep only the largest connected part (one person)')
     mirror_average: bool = _p(False, 'Average the occupancy with that of the mirrored image '
                               '(better depth; the geometry stage takes about 1.5x as long)')

@@ -33,6 +33,7 @@ from .preprocess import check_rgb, crop_person, largest_component
 from .rendering import render_view
 from .segmentation import MIN_SIDE
 from .smoothing import smooth_volume
+from .surface_memory import SurfaceMemory
 
 LOG = logging.getLogger(__name__)
 ALL_OUTPUTS = frozenset({'points', 'mesh', 'views', 'mask'})
@@ -233,6 +234,7 @@ class Reconstructor:
         self.col_net = self.geo_net if same else _prepared(net, self.color_device, col_dtype)
         self._segmenter = None
         self._buffers = VolumeBuffers()
+        self._memory = SurfaceMemory()
 
     def close(self) -> None:
         """Release the segmenter (MediaPipe's graph threads keep a process alive otherwise)."""
@@ -360,8 +362,9 @@ class Reconstructor:
 
         Stray components removed (``largest_component``), then the silhouette filled where the
         net left the person's mask empty (``fill_silhouette``: limbs attach to the body first),
-        then smoothed (``surface_smoothing``: the filled limbs as well). It runs at the start of
-        the colour stage, not in :meth:`geometry`: that balances the stages.
+        then smoothed (``surface_smoothing``: the filled limbs as well), then blended with the
+        previous frame's while the person stands still (``steady_surface``). It runs at the start
+        of the colour stage, not in :meth:`geometry`: that balances the stages.
         """
         cfg, times = self.config, {}
         if geo.volume is None:
@@ -378,6 +381,12 @@ class Reconstructor:
         if cfg.surface_smoothing > 0:
             smooth_volume(geo.volume, cfg.smoothing_sigma_voxels())
             times['smooth'] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+        if cfg.steady_surface and geo.crop is not None and geo.crop_mask is not None:
+            self._memory.steady(geo.volume, geo.crop, geo.crop_mask)
+            times['steady'] = (time.perf_counter() - t0) * 1e3
+        else:
+            self._memory.forget()
         return times
 
     @torch.inference_mode()
@@ -387,6 +396,7 @@ class Reconstructor:
         rec = Reconstruction(geo.person, geo.mask, geo.crop, geo.person_height_px,
                              timings_ms=dict(geo.timings_ms))
         if not geo.person or geo.volume is None:
+            self._memory.forget()
             return rec
         rec.queries = geo.volume.queries
         rec.timings_ms.update(self.finish_surface(geo))
@@ -462,6 +472,7 @@ class Reconstructor:
                 self.recycle(geo)
             finally:
                 self.prepare(np.zeros_like(rgb))
+                self._memory.forget()
         except Exception as exc:    # noqa: BLE001 - any failure here is a frame's failure later
             LOG.warning('warm-up frame failed (%s: %s); going on without it',
                         type(exc).__name__, exc)

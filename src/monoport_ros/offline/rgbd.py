@@ -76,6 +76,19 @@ def make_rgbd_frame(rng: np.random.Generator, width: int = 1280, height: int = 7
     The focal length (500-650 px at 1280x720) and the nearest distance are chosen so that the
     whole person is in the frame.
     """
+    return make_rgbd_sequence(rng, 1, width, height, distance, height_range)[0]
+
+
+def make_rgbd_sequence(rng: np.random.Generator, frames: int, width: int = 1280,
+                       height: int = 720, distance: tuple[float, float] = (1.5, 6.0),
+                       height_range: tuple[float, float] = (1.5, 1.95), speed_mps: float = 0.0,
+                       fps: float = 10.0) -> list[RgbdFrame]:
+    """
+    Frames of one person, standing still (``speed_mps`` 0) or moving sideways at ``speed_mps``.
+
+    Each frame has its own sensor noise, lighting stays; a moving person keeps the pose (the
+    body translates, as a planner sees a walking person's box). The person stays in view.
+    """
     person = make_person(rng)
     h_m = float(rng.uniform(*height_range))
     focal = float(rng.uniform(500.0, 650.0))
@@ -85,24 +98,43 @@ def make_rgbd_frame(rng: np.random.Generator, width: int = 1280, height: int = 7
     z = float(rng.uniform(near, max(near, distance[1])))
     half_w = 0.5 * np.ptp(v[:, 0]) * focal / z
     half_h = 0.5 * h_m * focal / z
-    u = rng.uniform(half_w + 2, width - half_w - 2) if width > 2 * half_w + 4 else width / 2
+    travel = speed_mps * (frames - 1) / fps * focal / z          # pixels crossed
+    lo, hi = half_w + 2, width - half_w - 2 - travel
+    u = rng.uniform(lo, hi) if hi > lo else (width - travel) / 2
     w = rng.uniform(half_h + 2, height - half_h - 2) if height > 2 * half_h + 4 else height / 2
-    opt = np.stack([v[:, 0], -v[:, 1], -v[:, 2]], 1) + \
-        np.array([(u - camera.cx) * z / focal, (w - camera.cy) * z / focal, z])
+    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, 0.0), -1.0])
+    light /= np.linalg.norm(light)
+    ambient = rng.uniform(0.3, 0.5)
+    background = make_background(height, width, rng)
+    wall_z = z + float(rng.uniform(1.0, 3.0))
+    out = []
+    for k in range(frames):
+        centre = np.array([(u - camera.cx) * z / focal + speed_mps * k / fps,
+                           (w - camera.cy) * z / focal, z])
+        opt = np.stack([v[:, 0], -v[:, 1], -v[:, 2]], 1) + centre
+        rgb, mask, true_depth = _render(opt, person, camera, light, ambient, background, wall_z)
+        rgb = np.clip(rgb + rng.normal(0.0, 2.0, rgb.shape) + 0.5, 0, 255).astype(np.uint8)
+        depth = sensor_depth(true_depth, np.full_like(true_depth, wall_z), focal, rng)
+        out.append(RgbdFrame(rgb, depth, camera, opt, person.faces, mask, h_m, z))
+    return out
 
+
+def _render(opt: np.ndarray, person: Person, camera: PinholeCamera, light: np.ndarray,
+            ambient: float, background: np.ndarray, wall_z: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ray-cast the optical-frame mesh: shaded colour, silhouette and true depth (wall behind)."""
+    width, height = camera.width, camera.height
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(opt.astype(np.float32)),
                         o3d.core.Tensor(person.faces.astype(np.uint32)))
     uu, vv = np.meshgrid(np.arange(width), np.arange(height))
-    dirs = np.stack([(uu - camera.cx) / focal, (vv - camera.cy) / focal, np.ones_like(uu, float)],
-                    -1)
+    dirs = np.stack([(uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy,
+                     np.ones_like(uu, float)], -1)
     rays = np.concatenate([np.zeros_like(dirs), dirs], -1).astype(np.float32)
     ans = scene.cast_rays(o3d.core.Tensor(rays), nthreads=0)
     t_hit = ans['t_hit'].numpy()
     mask = np.isfinite(t_hit)
-    wall = np.full((height, width), z + float(rng.uniform(1.0, 3.0)), np.float32)
-    true_depth = np.where(mask, t_hit, wall).astype(np.float32)    # dirs have z = 1
-
+    true_depth = np.where(mask, t_hit, wall_z).astype(np.float32)    # dirs have z = 1
     prim = ans['primitive_ids'].numpy().astype(np.int64)[mask]
     bary = ans['primitive_uvs'].numpy()[mask].astype(np.float64)
     vn = vertex_normals(opt, person.faces)
@@ -110,11 +142,7 @@ def make_rgbd_frame(rng: np.random.Generator, width: int = 1280, height: int = 7
     n = (vn[tri[:, 0]] * (1 - bary[:, :1] - bary[:, 1:]) + vn[tri[:, 1]] * bary[:, :1]
          + vn[tri[:, 2]] * bary[:, 1:])
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, 0.0), -1.0])
-    light /= np.linalg.norm(light)
-    ambient = rng.uniform(0.3, 0.5)
     shade = ambient + (1 - ambient) * np.abs(n @ light)
-    rgb = make_background(height, width, rng)
+    rgb = background.copy()
     rgb[mask] = np.clip(person.face_colors[prim] * shade[:, None] + 0.5, 0, 255).astype(np.uint8)
-    depth = sensor_depth(true_depth, wall, focal, rng)
-    return RgbdFrame(rgb, depth, camera, opt, person.faces, mask, h_m, z)
+    return rgb, mask, true_depth

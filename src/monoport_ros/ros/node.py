@@ -59,7 +59,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from . import conversions as conv
-from .depth import DepthPairer
+from .depth import DepthPairer, stamp_seconds
 from .diagnostics import reconstruction_status
 from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
@@ -67,6 +67,7 @@ from ..core.camera import OpticalPlacement, PinholeCamera
 from ..core.config import MonoPortConfig
 from ..core.pipeline import Pipeline, make_pipeline
 from ..core.placement import fit_to_depth
+from ..core.steadying import PlacementSmoother
 from ..core.reconstruct import check_image
 from ..core.results import write_mesh, write_views
 
@@ -169,6 +170,7 @@ class MonoPortNode(Node):
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
         self.depth = DepthPairer()
+        self._steady = PlacementSmoother()
         self._depth_residual = float('nan')
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.devices = tuple(str(d) for d in self.pipeline.devices)
@@ -371,6 +373,7 @@ class MonoPortNode(Node):
                                                       'mono8', header))
         if not rec.person:
             self._count('no_person')
+            self._steady.reset()
             self.pub_marker.publish(conv.delete_marker(header))
         else:
             self._publish_geometry(meta, rec)
@@ -393,15 +396,19 @@ class MonoPortNode(Node):
     def _placement(self, meta: FrameMeta, rec: Any) -> OpticalPlacement:
         """Where the person is: fitted to the paired depth image, else by weak perspective."""
         cfg, cam = self.config, meta.camera
+        place = None
         if cfg.depth_placement and self.depth.received:
-            fit = self._depth_fit(meta, rec)
-            if fit is not None:
-                return fit
-        if cfg.subject_distance > 0:
-            distance = cfg.subject_distance
-        else:
-            distance = cam.subject_distance(rec.person_height_px, cfg.subject_height)
-        return cam.weak_perspective(rec.crop, distance)
+            place = self._depth_fit(meta, rec)
+        if place is None:
+            if cfg.subject_distance > 0:
+                distance = cfg.subject_distance
+            else:
+                distance = cam.subject_distance(rec.person_height_px, cfg.subject_height)
+            place = cam.weak_perspective(rec.crop, distance)
+        if not cfg.steady_placement:
+            return place
+        self._steady.tune(cfg.steady_min_cutoff, cfg.steady_beta)
+        return self._steady(place, stamp_seconds(meta.header.stamp))
 
     def _depth_fit(self, meta: FrameMeta, rec: Any) -> OpticalPlacement | None:
         msg = self.depth.match(meta.header.stamp, self.config.depth_slop)
