@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from monoport_ros.core.averaging import View, averaged_views, view_images, view_point_maps
-from monoport_ros.core.checkpoint import load_model
+from monoport_ros.core.model_file import load_model
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, WARM_UP_IMAGE, Reconstructor
 

@@ -22,7 +22,7 @@ import pytest
 from scipy.spatial import cKDTree
 import torch
 
-from monoport_ros.core.checkpoint import load_model
+from monoport_ros.core.model_file import load_model
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.components import split_largest_component
 from monoport_ros.core.localization import (LocalizedVolume, dense_occupancy,
