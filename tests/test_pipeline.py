@@ -230,8 +230,10 @@ def test_points_from_edge_crossings_equal_the_mesh_vertices(monkeypatch, budget:
     """The GPU's way to the points and the budget mesh (run here on the CPU) gives the same."""
     from scipy.spatial import cKDTree
     from monoport_ros.core import reconstruct
+    # steady_surface off: the second frame is the same image, and must not be blended with the
+    # first (this compares two ways to the same frame's outputs)
     cfg = MonoPortConfig(segmentation=False, resolution=64, render_views=[],
-                         mesh_max_triangles=budget)
+                         mesh_max_triangles=budget, steady_surface=False)
     rec = Reconstructor(cfg, random_net())
     host = rec.reconstruct(person_like_image(), outputs)
     monkeypatch.setattr(reconstruct, 'points_from_edge_crossings', lambda volume: True)
