@@ -355,5 +355,5 @@ def test_malformed_depth_images_are_refused_with_the_reason():
     cut = _image('16UC1', 2, 2, 4, bytes(ok.data)[:6])
     with pytest.raises(ValueError, match='expected height\\*step'):
         conv.depth_to_metres(cut)
-    with pytest.raises(ValueError, match='more than 3 pixels'):
+    with pytest.raises(ValueError, match='more than max_image_pixels=3 pixels'):
         conv.depth_to_metres(ok, max_pixels=3)

@@ -66,19 +66,24 @@ def check_image_message(msg: Image, max_pixels: int | None = None) -> int:
     enc = msg.encoding
     if enc not in ENCODINGS:
         raise ValueError(f'unsupported image encoding {enc!r} (accepted: {", ".join(ENCODINGS)})')
-    ch = ENCODINGS[enc]
+    _check_layout(msg, ENCODINGS[enc], max_pixels, 'image')
+    return ENCODINGS[enc]
+
+
+def _check_layout(msg: Image, pixel_bytes: int, max_pixels: int | None, kind: str) -> None:
+    """Raise ValueError unless size, byte order flag, step and data length agree."""
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h == 0 or w == 0:
-        raise ValueError(f'empty image ({w}x{h})')
+        raise ValueError(f'empty {kind} ({w}x{h})')
     if max_pixels is not None and h * w > max_pixels:
-        raise ValueError(f'image {w}x{h} has more than max_image_pixels={max_pixels} pixels')
+        raise ValueError(f'{kind} {w}x{h} has more than max_image_pixels={max_pixels} pixels')
     if msg.is_bigendian not in (0, 1):
         raise ValueError(f'invalid is_bigendian flag {msg.is_bigendian}')
-    if step < w * ch:
-        raise ValueError(f'step {step} is shorter than a row of {w} {enc} pixels ({w * ch} bytes)')
+    if step < w * pixel_bytes:
+        raise ValueError(f'step {step} is shorter than a row of {w} {msg.encoding} pixels '
+                         f'({w * pixel_bytes} bytes)')
     if len(msg.data) != h * step:
         raise ValueError(f'data has {len(msg.data)} bytes, expected height*step = {h * step}')
-    return ch
 
 
 def image_to_array(msg: Image, max_pixels: int | None = None) -> np.ndarray:
@@ -127,18 +132,8 @@ def depth_to_metres(msg: Image, max_pixels: int | None = None) -> np.ndarray:
                          f'(accepted: {", ".join(DEPTH_ENCODINGS)})')
     kind, unit = DEPTH_ENCODINGS[enc]
     size = int(kind[1])
+    _check_layout(msg, size, max_pixels, 'depth image')
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h == 0 or w == 0:
-        raise ValueError(f'empty depth image ({w}x{h})')
-    if max_pixels is not None and h * w > max_pixels:
-        raise ValueError(f'depth image {w}x{h} has more than {max_pixels} pixels')
-    if msg.is_bigendian not in (0, 1):
-        raise ValueError(f'invalid is_bigendian flag {msg.is_bigendian}')
-    if step < w * size:
-        raise ValueError(f'step {step} is shorter than a row of {w} {enc} pixels '
-                         f'({w * size} bytes)')
-    if len(msg.data) != h * step:
-        raise ValueError(f'data has {len(msg.data)} bytes, expected height*step = {h * step}')
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :w * size]
     order = '>' if msg.is_bigendian else '<'
     values = np.ascontiguousarray(rows).view(np.dtype(order + kind)).reshape(h, w)
