@@ -422,6 +422,7 @@ def test_results_are_published_placed_and_written(ctx, tmp_path):
         values = {kv.key: kv.value for kv in diag.values}
         assert values['failed'] == '1' and values['published'] == '2'
         assert values['no_person'] == '1' and values['geometry_device'] == 'cpu'
+        assert values['subscription_errors'] == '0'     # output_dir: subscribed at start-up
         assert diag.level == diag.WARN        # a failure, but frames still get through
         assert float(values['latency_ms']) >= 0.0
     finally:

@@ -159,7 +159,10 @@ class MonoPortNode(Node):
             self._ensure_view_publisher(view)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
+        self.depth = DepthPairer()
         self.sub_depth: Any = None      # with the image subscription (depth_placement)
+        self._steady = PlacementSmoother()
+        self._depth_residual = float('nan')
         self._in_qos = QoSProfile(history=qos_profile_sensor_data.history,
                                   depth=qos_profile_sensor_data.depth,
                                   reliability=_reliability(self.config.image_reliability))
@@ -169,9 +172,6 @@ class MonoPortNode(Node):
         self._update_image_subscription()
         self.sub_info = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                                  self._in_qos)
-        self.depth = DepthPairer()
-        self._steady = PlacementSmoother()
-        self._depth_residual = float('nan')
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.devices = tuple(str(d) for d in self.pipeline.devices)
         # what precision 'auto' (the default) chose on each device
