@@ -217,7 +217,6 @@ class WorkerProcessPipeline(FrameInbox):
                     w.conn.send(('config', config))
                 except (OSError, ValueError):   # a dead worker: its replacement gets config
                     pass
-        self._set_capacity(config)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers; waiting frames are discarded, those in work may still be delivered."""
