@@ -160,12 +160,16 @@ class _Worker:
             raise value
         return value
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the worker to end, then make sure it has."""
+    def ask_to_stop(self) -> None:
+        """Tell the worker to end after its current frame (it may be dead already)."""
         try:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to end, then make sure it has."""
+        self.ask_to_stop()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -223,6 +227,8 @@ class WorkerProcessPipeline(FrameInbox):
         self._close_inbox()
         self._threads[0].join(timeout)
         with self._send_lock:
+            for w in self._workers:         # all at once: each takes seconds to wind down
+                w.ask_to_stop()
             for w in self._workers:
                 w.stop(timeout)
         for t in self._threads[1:]:
