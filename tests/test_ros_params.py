@@ -119,7 +119,8 @@ def test_config_from_values_validates():
 
 def test_params_yaml_lists_every_field_with_its_default():
     data = yaml.safe_load((REPO / 'config' / 'monoport.yaml').read_text())
-    params = data['monoport_node']['ros__parameters']
+    assert list(data) == ['/**']                   # any namespace the node is launched in
+    params = data['/**']['ros__parameters']
     defaults = dataclasses.asdict(MonoPortConfig())
     assert list(params) == list(defaults)          # every field, in declaration order
     for name, value in params.items():

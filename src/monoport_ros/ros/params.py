@@ -104,8 +104,8 @@ def apply_parameters(config: MonoPortConfig, params: Iterable[Parameter]) -> Mon
     return config_from_values(values) if changed else config
 
 
-# The key of config/monoport.yaml: the node's name.
-PARAMS_FILE_KEY = 'monoport_node'
+# The key of config/monoport.yaml: every node of the process, whatever its namespace.
+PARAMS_FILE_KEY = '/**'
 _HEADER = """\
 # Parameters of monoport_node: one per field of monoport_ros.core.config.MonoPortConfig, with its
 # default. GENERATED from that dataclass; do not edit: regenerate with
