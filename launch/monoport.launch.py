@@ -26,6 +26,8 @@ NODE_NAME = 'monoport_node'
 OTHER_ARGUMENTS = [
     ('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to reconstruct'),
     ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of the image topic'),
+    ('depth_topic', '', 'sensor_msgs/Image depth registered to the image (16UC1 mm or 32FC1 m), '
+     'e.g. /camera/aligned_depth_to_color/image_raw; empty: the node\'s own depth topic'),
     ('params_file', os.path.join('<share>', 'config', 'monoport.yaml'),
      'YAML file with the monoport_node parameters'),
     ('namespace', '', 'namespace of the node'),
@@ -68,6 +70,11 @@ def _launch_node(context, *args, **kwargs) -> list:
     parameters = [LaunchConfiguration('params_file').perform(context)]
     if overrides:
         parameters.append(overrides)
+    remappings = [('image', LaunchConfiguration('image_topic')),
+                  ('camera_info', LaunchConfiguration('camera_info_topic'))]
+    depth = LaunchConfiguration('depth_topic').perform(context)
+    if depth:
+        remappings.append(('depth', depth))
     return [Node(
         package=PACKAGE,
         executable=NODE_NAME,
@@ -78,8 +85,7 @@ def _launch_node(context, *args, **kwargs) -> list:
         # more than launch's default 5 s before it escalates to SIGTERM, on a busy CPU
         sigterm_timeout='20',
         parameters=parameters,
-        remappings=[('image', LaunchConfiguration('image_topic')),
-                    ('camera_info', LaunchConfiguration('camera_info_topic'))],
+        remappings=remappings,
     )]
 
 

@@ -41,8 +41,8 @@ PKG = 'monoport_ros'
 # where CI and the developers keep the launch wheels: shared/ beside the clone
 SHARED_LAUNCH = REPO.parent / 'shared' / 'ros2-launch'
 FIELDS = [f.name for f in dataclasses.fields(MonoPortConfig)]
-NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'params_file', 'namespace',
-                           'use_rviz'}
+NON_PARAMETER_ARGUMENTS = {'image_topic', 'camera_info_topic', 'depth_topic', 'params_file',
+                           'namespace', 'use_rviz'}
 # every node parameter is a launch argument of the same name
 NODE_ARGUMENTS = NON_PARAMETER_ARGUMENTS | set(FIELDS)
 
@@ -225,9 +225,10 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
     values = {name: a.default_value for name, a in args.items()}
     (node,) = opaque.function(_Context(values))
     assert node.parameters == [str(params_file)]          # nothing given: the file alone
+    assert [src for src, _ in node.remappings] == ['image', 'camera_info']  # the node's depth
     values.update(resolution='64', geometry_device='cuda:0', namespace='robot1',
                   segmentation_tracking='False', mirror_average='true', surface_smoothing='1',
-                  render_views='front, yaw45')
+                  render_views='front, yaw45', depth_topic='/cam/aligned_depth/image_raw')
     (node,) = opaque.function(_Context(values))
     assert (node.package, node.executable, node.name) == (PKG, 'monoport_node', 'monoport_node')
     assert node.executable in _console_scripts(setup_kwargs)
@@ -240,8 +241,9 @@ def test_monoport_launch_arguments_map_to_parameters(installed, setup_kwargs):
                          'surface_smoothing': 1.0, 'render_views': ['front', 'yaw45']}
     assert type(overrides['surface_smoothing']) is float
     P.config_from_values(overrides)                    # valid node parameters
-    remaps = {src: dst.name for src, dst in node.remappings}
-    assert remaps == {'image': 'image_topic', 'camera_info': 'camera_info_topic'}
+    remaps = {src: getattr(dst, 'name', dst) for src, dst in node.remappings}
+    assert remaps == {'image': 'image_topic', 'camera_info': 'camera_info_topic',
+                      'depth': '/cam/aligned_depth/image_raw'}
 
     (rviz,) = [e for e in ld.entities if isinstance(e, Node)]
     assert rviz.condition.predicate.name == 'use_rviz'
@@ -622,6 +624,7 @@ def test_params_file_and_launch_arguments_merge_and_outputs_arrive(colcon_instal
     image_topic = f'{NS}/cam/image'
     launch = Launch(colcon_install, tmp_path, 'monoport.launch.py', f'namespace:={NS}',
                     f'params_file:={params}', f'image_topic:={image_topic}',
+                    f'depth_topic:={NS}/cam/depth',
                     # overrides: of the wildcard section, of the node's section, and new ones
                     'resolution:=32', 'image_reliability:=reliable', 'subject_height:=1.6',
                     'render_views:=front,side', 'frame_id:=merged')
@@ -654,6 +657,9 @@ def test_params_file_and_launch_arguments_merge_and_outputs_arrive(colcon_instal
         assert cloud.header.frame_id == 'merged' and cloud.width > 0
         view = peer.got[f'{NODE}/render/side'][0]
         assert (view.width, view.height) == (32, 32)
+        # depth_topic is remapped: the node listens there (with the image, while outputs are)
+        peer.spin_until(lambda: peer.node.count_subscribers(f'{NS}/cam/depth') == 1, 10,
+                        'the depth subscription', launch)
         assert launch.ctrl_c() == 0, launch.output()[-4000:]
     finally:
         peer.close()
