@@ -3,11 +3,13 @@ Launch monoport_node on a camera topic, optionally with RViz.
 
 ``ros2 launch monoport_ros monoport.launch.py image_topic:=/camera/image_raw use_rviz:=true``
 
-Node parameters come from ``params_file`` (default: the installed ``config/monoport.yaml``); the
-launch arguments named like a parameter (resolution, octree_depth, geometry_device, color_device,
-precision, mirror_average, shift_average, surface_smoothing, checkpoint, image_reliability,
-segmentation_tracking) override it when given a non-empty value.
+Node parameters come from ``params_file`` (default: the installed ``config/monoport.yaml``, which
+holds the defaults). Every node parameter is also a launch argument of the same name, made from
+the fields of ``MonoPortConfig`` (``--show-args`` lists them with their descriptions); one given
+a non-empty value overrides the file: the node gets ``parameters=[params_file, overrides]`` and
+launch_ros merges them (the later wins).
 """
+import dataclasses
 import os
 
 from ament_index_python.packages import get_package_share_directory
@@ -16,42 +18,16 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-import yaml
+from monoport_ros.core.config import field_from_text, MonoPortConfig
 
 PACKAGE = 'monoport_ros'
 NODE_NAME = 'monoport_node'
-# Launch arguments that set the node parameter of the same name (value type of the parameter).
-PARAMETER_ARGUMENTS = {
-    'resolution': int,
-    'octree_depth': int,
-    'geometry_device': str,
-    'color_device': str,
-    'precision': str,
-    'mirror_average': bool,
-    'shift_average': bool,
-    'surface_smoothing': float,
-    'checkpoint': str,
-    'image_reliability': str,
-    'segmentation_tracking': bool,
-}
-ARGUMENTS = [
+# Launch arguments that are not node parameters: (name, default, description).
+OTHER_ARGUMENTS = [
     ('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to reconstruct'),
     ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of the image topic'),
-    ('resolution', '', 'grid resolution per axis, a power of two (empty: from params_file)'),
-    ('octree_depth', '', 'coarse-to-fine surface localization levels (empty: from params_file)'),
-    ('geometry_device', '', 'torch device of the surface stage, e.g. cuda:0 (empty: params_file)'),
-    ('color_device', '', 'torch device of the colour/render stage (empty: from params_file)'),
-    ('precision', '', 'network arithmetic: auto, float32, bfloat16, float16 (empty: params_file)'),
-    ('mirror_average', '', 'true: average with the mirrored crop, more accurate, free on a GPU '
-     '(empty: from params_file)'),
-    ('shift_average', '', 'true: also average over the crop moved a few pixels, more accurate, '
-     'free on a GPU, 5x the surface stage on a CPU (empty: from params_file)'),
-    ('surface_smoothing', '', 'Gaussian smoothing of the occupancy, sigma in 256^3 voxels, 0.0 = '
-     'off: smoother surfaces, slightly thinner limbs (empty: from params_file)'),
-    ('checkpoint', '', 'model file (empty: from params_file; there empty = shipped model)'),
-    ('image_reliability', '', 'image QoS: best_effort or reliable (empty: from params_file)'),
-    ('segmentation_tracking', '', 'true: one camera stream (tracked segmentation); false: '
-     'unrelated images (empty: from params_file)'),
+    ('depth_topic', '', 'sensor_msgs/Image depth registered to the image (16UC1 mm or 32FC1 m), '
+     'e.g. /camera/aligned_depth_to_color/image_raw; empty: the node\'s own depth topic'),
     ('params_file', os.path.join('<share>', 'config', 'monoport.yaml'),
      'YAML file with the monoport_node parameters'),
     ('namespace', '', 'namespace of the node'),
@@ -59,60 +35,67 @@ ARGUMENTS = [
 ]
 
 
-def _share() -> str:
-    return get_package_share_directory(PACKAGE)
+def parameter_arguments() -> list[DeclareLaunchArgument]:
+    """One launch argument per MonoPortConfig field (empty default: the params file's value)."""
+    defaults = MonoPortConfig()
+    arguments = []
+    for f in dataclasses.fields(MonoPortConfig):
+        default = getattr(defaults, f.name)
+        shown = ','.join(default) if isinstance(default, list) else str(default).lower() \
+            if isinstance(default, bool) else str(default)
+        arguments.append(DeclareLaunchArgument(
+            f.name, default_value='',
+            description=f"{f.metadata['description']}. Empty: the params_file value "
+                        f'(shipped: {shown or "empty"})'))
+    return arguments
 
 
-def _file_parameters(path: str, namespace: str) -> dict:
-    """ros__parameters of this node in a params file (plain, wildcard or namespaced key)."""
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
-    keys = ('/**', '**', NODE_NAME, '/' + NODE_NAME, f'{ns}/{NODE_NAME}', f'{ns}/{NODE_NAME}'[1:])
-    params = {}
-    for key in keys:
-        section = data.get(key)
-        if isinstance(section, dict):
-            params.update(section.get('ros__parameters', {}))
-    return params
+def parameter_overrides(context) -> dict:
+    """Return the node parameters given as non-empty launch arguments, typed as their fields."""
+    overrides = {}
+    for f in dataclasses.fields(MonoPortConfig):
+        text = LaunchConfiguration(f.name).perform(context)
+        if text != '':
+            value = field_from_text(f.name, text)
+            if value == []:
+                # launch_ros cannot pass an empty list (it takes the type from the first item)
+                raise ValueError(f'{f.name}: an empty list cannot be a launch argument; '
+                                 f'put "{f.name}: []" in a params_file')
+            overrides[f.name] = value
+    return overrides
 
 
-def parameter_value(cast: type, text: str):
-    """Launch-argument text as a parameter value of type ``cast`` (bool: true/false only)."""
-    if cast is bool:
-        if text.lower() not in ('true', 'false'):
-            raise ValueError(f'expected true or false, got {text!r}')
-        return text.lower() == 'true'
-    return cast(text)
-
-
-def _launch_node(context, *args, **kwargs):
-    namespace = LaunchConfiguration('namespace').perform(context)
-    params = _file_parameters(LaunchConfiguration('params_file').perform(context), namespace)
-    for name, cast in PARAMETER_ARGUMENTS.items():
-        value = LaunchConfiguration(name).perform(context)
-        if value != '':
-            params[name] = parameter_value(cast, value)
+def _launch_node(context, *args, **kwargs) -> list:
+    overrides = parameter_overrides(context)
+    parameters = [LaunchConfiguration('params_file').perform(context)]
+    if overrides:
+        parameters.append(overrides)
+    remappings = [('image', LaunchConfiguration('image_topic')),
+                  ('camera_info', LaunchConfiguration('camera_info_topic'))]
+    depth = LaunchConfiguration('depth_topic').perform(context)
+    if depth:
+        remappings.append(('depth', depth))
     return [Node(
         package=PACKAGE,
         executable=NODE_NAME,
         name=NODE_NAME,
-        namespace=namespace,
+        namespace=LaunchConfiguration('namespace').perform(context),
         output='screen',
-        parameters=[params],
-        remappings=[('image', LaunchConfiguration('image_topic')),
-                    ('camera_info', LaunchConfiguration('camera_info_topic'))],
+        # after Ctrl-C the worker processes take a few seconds to wind down (MediaPipe, torch):
+        # more than launch's default 5 s before it escalates to SIGTERM, on a busy CPU
+        sigterm_timeout='20',
+        parameters=parameters,
+        remappings=remappings,
     )]
 
 
-def generate_launch_description():
+def generate_launch_description() -> LaunchDescription:
     """Launch arguments, the node and (use_rviz) RViz."""
-    share = _share()
-    actions = []
-    for name, default, description in ARGUMENTS:
-        default = default.replace('<share>', share)
-        actions.append(DeclareLaunchArgument(name, default_value=default,
-                                             description=description))
+    share = get_package_share_directory(PACKAGE)
+    actions = [DeclareLaunchArgument(name, default_value=default.replace('<share>', share),
+                                     description=description)
+               for name, default, description in OTHER_ARGUMENTS]
+    actions += parameter_arguments()
     actions.append(OpaqueFunction(function=_launch_node))
     actions.append(Node(
         package='rviz2',

@@ -24,7 +24,7 @@ import yaml
 from ros_isolation import domain, NODE, NS, ros_args
 
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
-from monoport_ros.core.config import MonoPortConfig
+from monoport_ros.core.config import MonoPortConfig, STARTUP_FIELDS
 from monoport_ros.core.reconstruct import Reconstruction
 from monoport_ros.ros import conversions as conv
 from monoport_ros.ros import params as P
@@ -119,13 +119,114 @@ def test_config_from_values_validates():
 
 def test_params_yaml_lists_every_field_with_its_default():
     data = yaml.safe_load((REPO / 'config' / 'monoport.yaml').read_text())
-    params = data['monoport_node']['ros__parameters']
+    assert list(data) == ['/**']                   # any namespace the node is launched in
+    params = data['/**']['ros__parameters']
     defaults = dataclasses.asdict(MonoPortConfig())
     assert list(params) == list(defaults)          # every field, in declaration order
     for name, value in params.items():
         assert type(value) is type(defaults[name]), name     # e.g. 0.0, not 0, for doubles
         assert value == defaults[name], name
     P.config_from_values(params)
+
+
+def test_params_yaml_is_generated_from_the_dataclass(tmp_path, capsys):
+    """config/monoport.yaml is params_yaml()'s text: editing the dataclass alone fails here."""
+    shipped = REPO / 'config' / 'monoport.yaml'
+    assert shipped.read_text() == P.params_yaml(), \
+        'config/monoport.yaml has drifted: python -m monoport_ros.ros.params --write ' \
+        'config/monoport.yaml'
+    assert P.main(['--check', str(shipped)]) == 0
+    stale = tmp_path / 'stale.yaml'
+    stale.write_text(shipped.read_text().replace('resolution: 128', 'resolution: 64'))
+    assert P.main(['--check', str(stale)]) == 1
+    assert '--write' in capsys.readouterr().err
+    assert P.main(['--write', str(stale)]) == 0 and stale.read_text() == shipped.read_text()
+    text = P.params_yaml()
+    # what the dataclass computes is computed, not copied: the automatic octree levels
+    from monoport_ros.core.config import octree_depth_for
+    unwrapped = text.replace('\n    # ', ' ')
+    cpu, gpu = ([f'{octree_depth_for(r, d)} at {r}^3' for r in (128, 256, 512)]
+                for d in ('cpu', 'cuda'))
+    assert f'on a CPU {", ".join(cpu)}; on a GPU {", ".join(gpu)}' in unwrapped
+    # every start-up field, and only those, is marked: the first line of its comment block
+    lines = text.splitlines()
+    for f in dataclasses.fields(MonoPortConfig):
+        i = lines.index(next(ln for ln in lines if ln.startswith(f'    {f.name}: ')))
+        while lines[i - 1].startswith('    #'):
+            i -= 1
+        assert lines[i].startswith('    # [start-up] ') == (f.name in STARTUP_FIELDS), f.name
+
+
+def test_startup_fields_are_read_only_and_refused_by_the_engine():
+    """One list: the read-only parameters are the settings the engine cannot change."""
+    from monoport_ros.core.reconstruct import check_runtime_change
+    decl = {name: d for name, _, d in P.declarations()}
+    assert {n for n, d in decl.items() if d.read_only} == STARTUP_FIELDS
+    # the model, devices, arithmetic, worker layout and QoS are fixed; the rest can change
+    assert STARTUP_FIELDS == {
+        'checkpoint', 'geometry_device', 'color_device', 'precision', 'device_fallback',
+        'segmentation_model', 'segmentation_tracking', 'image_reliability',
+        'output_reliability', 'queue_size', 'frames_in_flight', 'worker_processes'}
+    base = MonoPortConfig()
+    changed = {'checkpoint': 'm.safetensors', 'geometry_device': 'cuda:0',
+               'color_device': 'cuda:0', 'precision': 'float32', 'device_fallback': False,
+               'segmentation_model': 'selfie', 'segmentation_tracking': False,
+               'image_reliability': 'reliable', 'output_reliability': 'best_effort',
+               'queue_size': 4, 'frames_in_flight': 2, 'worker_processes': False}
+    assert set(changed) == STARTUP_FIELDS
+    for name, value in changed.items():
+        with pytest.raises(ValueError, match=f'{name} cannot change at run time'):
+            check_runtime_change(base, dataclasses.replace(base, **{name: value}))
+    check_runtime_change(base, base.replace(resolution=64, threshold=0.4, max_rate=5.0))
+
+
+def test_offline_preset_is_what_the_offline_commands_use():
+    from monoport_ros.cli import build_parser
+    from monoport_ros.core.config import PRESETS
+    from monoport_ros.core.reconstruct_cli import model_config_fields
+    offline = MonoPortConfig.offline()
+    assert offline == MonoPortConfig.preset('offline') == MonoPortConfig().replace(
+        **PRESETS['offline'])
+    assert MonoPortConfig.preset('node') == MonoPortConfig()
+    # accuracy before speed, one unrelated image at a time, the whole mesh
+    assert (offline.resolution, offline.precision, offline.surface_smoothing) == \
+        (256, 'float32', 1.0)
+    assert offline.mirror_average and offline.shift_average
+    assert not offline.segmentation_tracking and not offline.steady_surface
+    assert offline.mesh_max_triangles == 0
+    assert MonoPortConfig.offline(resolution=128).resolution == 128
+    with pytest.raises(ValueError, match='unknown preset'):
+        MonoPortConfig.preset('fast')
+    with pytest.raises(ValueError, match='resolution'):
+        MonoPortConfig.offline(resolution=100)
+    parser = build_parser()
+    for cmd in (['evaluate', 'data'], ['reconstruct', 'image.png']):
+        fields = model_config_fields(parser.parse_args(cmd))
+        assert MonoPortConfig.offline(**fields) == offline, cmd
+
+
+@pytest.mark.parametrize('name, text, value', [
+    ('resolution', '64', 64), ('threshold', '1', 1.0), ('segmentation', 'False', False),
+    ('mirror_average', 'TRUE', True), ('render_views', 'front, yaw45', ['front', 'yaw45']),
+    ('render_views', '[front, side]', ['front', 'side']), ('render_views', '[]', []),
+    ('frame_id', 'cam', 'cam'),
+])
+def test_field_from_text(name, text, value):
+    from monoport_ros.core.config import field_from_text
+    got = field_from_text(name, text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize('name, text, reason', [
+    ('segmentation', 'yes', 'segmentation: expected true or false'),
+    ('resolution', 'high', 'resolution: expected int'),
+    ('threshold', '', 'threshold: expected float'),
+    ('nonsense', '1', "unknown setting 'nonsense'"),
+])
+def test_field_from_text_rejects_with_the_reason(name, text, reason):
+    from monoport_ros.core.config import field_from_text
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        field_from_text(name, text)
 
 
 # -------------------------------------------------------------------------- the node

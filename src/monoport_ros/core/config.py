@@ -2,9 +2,11 @@
 Configuration dataclasses: the single source of every tunable setting.
 
 ``NetworkConfig`` describes an architecture (stored inside every checkpoint). ``MonoPortConfig``
-holds the run-time settings; the ROS node declares one parameter per field,
-``config/monoport.yaml`` and the launch files use the same names, and the CLI maps its options
-onto it.
+holds the run-time settings. Its field metadata is the one source of what each setting is: the
+ROS node declares one parameter per field (``ros/params.py``), ``launch/monoport.launch.py``
+declares one launch argument per field, ``config/monoport.yaml`` is generated from it, the
+fields that cannot change while the node runs are :data:`STARTUP_FIELDS`, and the offline
+commands start from :meth:`MonoPortConfig.offline`.
 """
 from __future__ import annotations
 
@@ -80,7 +82,13 @@ class NetworkConfig:
 def _p(default: Any, description: str, *, lo: float | None = None, hi: float | None = None,
        step: float | None = None, choices: tuple[str, ...] | None = None, dynamic: bool = True,
        factory: Any = None) -> Any:
-    """Field with the metadata the ROS node turns into a ParameterDescriptor."""
+    """
+    Field with the metadata the ROS node turns into a ParameterDescriptor.
+
+    ``dynamic=False`` marks a setting fixed for the life of the node and its engine (the model,
+    devices, arithmetic, worker layout, QoS): the node declares it read-only and the engine
+    refuses to change it (:func:`check_startup_fields`).
+    """
     meta = {'description': description, 'range': (lo, hi, step), 'choices': choices,
             'dynamic': dynamic}
     if factory is not None:
@@ -110,6 +118,10 @@ def octree_depth_for(resolution: int, device_type: str = 'cpu') -> int:
     return max(1, resolution.bit_length() - coarsest.bit_length() + 1)
 
 
+_AUTO_LEVELS = '; '.join(
+    f'{where} ' + ', '.join(f'{octree_depth_for(r, device)} at {r}^3' for r in (128, 256, 512))
+    for where, device in (('on a CPU', 'cpu'), ('on a GPU', 'cuda')))
+
 VIEW_YAWS = {'front': 0.0, 'left': 90.0, 'back': 180.0, 'right': 270.0, 'side': 90.0}
 
 
@@ -121,9 +133,9 @@ class MonoPortConfig:
                          dynamic=False)
     resolution: int = _p(128, 'Final grid resolution per axis (power of two)', lo=16, hi=512)
     octree_depth: int = _p(0, 'Coarse-to-fine levels of surface localization: 0 = auto (from '
-                           'resolution and geometry device: coarsest grid 32^3 on a CPU, up to '
-                           '128^3 on a GPU), 1 = dense; coarsest grid resolution / 2^(depth-1), '
-                           'keep it 32 or finer', lo=0, hi=7)
+                           'resolution and geometry device: ' + _AUTO_LEVELS + '), 1 = dense; '
+                           'coarsest grid resolution / 2^(depth-1), keep it 32 or finer',
+                           lo=0, hi=7)
     threshold: float = _p(0.5, 'Occupancy iso-level', lo=0.01, hi=0.99)
     geometry_device: str = _p('cpu',
                               'Torch device of the encoder and surface net (cpu, cuda:0, ...)',
@@ -187,15 +199,20 @@ class MonoPortConfig:
                                      'false for unrelated images', dynamic=False)
     max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
                                hi=100_000_000)
-    image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription',
+    image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription '
+                                '(per-topic qos_overrides.<topic>.subscription.* work as well)',
                                 choices=('best_effort', 'reliable'), dynamic=False)
-    output_reliability: str = _p('reliable', 'QoS reliability of the published outputs',
+    output_reliability: str = _p('reliable', 'QoS reliability of the published outputs '
+                                 '(per-topic qos_overrides.<topic>.publisher.* work as well)',
                                  choices=('best_effort', 'reliable'), dynamic=False)
     output_dir: str = _p('', 'Also write each result (mesh .ply, views .png) here; empty = off')
-    queue_size: int = _p(1, 'Frames waiting for the pipeline (newest wins)', lo=1, hi=16,
+    queue_size: int = _p(1, 'Frames waiting for the pipeline: 1 = the newest wins; more = a '
+                         'backlog taken in order, the oldest dropped when full', lo=1, hi=16,
                          dynamic=False)
     frames_in_flight: int = _p(0, 'Frames inside the pipeline at once (0 = auto: 3, or the '
-                               'number of CPU cores when every stage runs on the CPU)',
+                               'number of CPU cores up to 3 when every stage runs on the CPU); '
+                               'more overlap raises throughput until the devices are busy, '
+                               'beyond that it only adds latency',
                                lo=0, hi=3, dynamic=False)
     worker_processes: bool = _p(True, 'With every stage on the CPU, reconstruct whole frames in '
                                 'worker processes, one per frame in flight, instead of one '
@@ -234,6 +251,68 @@ class MonoPortConfig:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> 'MonoPortConfig':
+        """Return the validated settings of a named entry of :data:`PRESETS`, with ``changes``."""
+        if name not in PRESETS:
+            raise ValueError(f'unknown preset {name!r}; expected one of {sorted(PRESETS)}')
+        return cls().replace(**{**PRESETS[name], **changes})
+
+    @classmethod
+    def offline(cls, **changes: Any) -> 'MonoPortConfig':
+        """Return the settings of ``monoport-ros reconstruct`` and ``evaluate`` (``PRESETS``)."""
+        return cls.preset('offline', **changes)
+
+
+# Named departures from the defaults (which are the node's: real time on a CPU).
+PRESETS: dict[str, dict[str, Any]] = {
+    'node': {},
+    # One image at a time, accuracy before speed: a finer grid, the exact float32 arithmetic,
+    # both averages and the occupancy smoothing (on the held-out sets at 256^3 smoothing lowered
+    # Chamfer and P2S and raised normal consistency and IoU on each: README, Evaluation);
+    # unrelated images, so no segmentation tracking and no blending with the previous image's
+    # surface; the whole mesh, no triangle budget.
+    'offline': {'resolution': 256, 'precision': 'float32', 'mirror_average': True,
+                'shift_average': True, 'surface_smoothing': 1.0, 'segmentation_tracking': False,
+                'steady_surface': False, 'mesh_max_triangles': 0},
+}
+# Settings fixed for the life of the node and its engine (``dynamic=False`` in the metadata).
+STARTUP_FIELDS: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(MonoPortConfig) if not f.metadata['dynamic'])
+
+
+def check_startup_fields(old: MonoPortConfig, new: MonoPortConfig) -> None:
+    """Raise ValueError if ``new`` changes one of :data:`STARTUP_FIELDS` of ``old``."""
+    for name in sorted(STARTUP_FIELDS):
+        if getattr(new, name) != getattr(old, name):
+            raise ValueError(f'{name} cannot change at run time; restart with the new value')
+
+
+def field_from_text(name: str, text: str) -> Any:
+    """
+    Parse ``text`` (a launch argument, a command-line value) as the value of field ``name``.
+
+    Booleans are ``true``/``false`` (any case), lists are comma-separated (``front,side``) or a
+    YAML flow list (``[front, side]``); ValueError names the field and what it expected.
+    """
+    fields = {f.name: f for f in dataclasses.fields(MonoPortConfig)}
+    if name not in fields:
+        raise ValueError(f'unknown setting {name!r}')
+    default = getattr(MonoPortConfig(), name)
+    kind = type(default)
+    text = text.strip()
+    if kind is bool:
+        if text.lower() not in ('true', 'false'):
+            raise ValueError(f'{name}: expected true or false, got {text!r}')
+        return text.lower() == 'true'
+    if kind is list:
+        items = text[1:-1] if text.startswith('[') and text.endswith(']') else text
+        return [v.strip().strip('\'"') for v in items.split(',') if v.strip()]
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f'{name}: expected {kind.__name__}, got {text!r}') from None
 
 
 def view_yaw(view: str) -> float:

@@ -24,7 +24,7 @@ import torch
 from .averaging import averaged_views, view_images, view_point_maps
 from .camera import PersonCrop
 from .completion import fill_silhouette
-from .config import MonoPortConfig, view_yaw
+from .config import check_startup_fields, MonoPortConfig, view_yaw
 from .localization import (LocalizedVolume, Region, VolumeBuffers, keep_largest_component,
                            localize_surface)
 from .meshing import extract_mesh, mesh_within_budget, surface_points
@@ -206,10 +206,7 @@ def check_image(rgb: np.ndarray, segmentation: bool = False) -> None:
 def check_runtime_change(old: MonoPortConfig, new: MonoPortConfig) -> None:
     """Raise ValueError unless ``new`` is valid and keeps what is fixed for an engine's life."""
     new.validate()
-    for name in ('checkpoint', 'geometry_device', 'color_device', 'precision',
-                 'segmentation_model', 'segmentation_tracking', 'worker_processes'):
-        if getattr(new, name) != getattr(old, name):
-            raise ValueError(f'{name} cannot change at run time; restart with the new value')
+    check_startup_fields(old, new)
 
 
 class Reconstructor:

@@ -14,24 +14,22 @@ from .reconstruct import Reconstructor
 from .results import write_mesh, write_points, write_views
 
 
-# surface_smoothing of the offline commands (the node's default, 0, saves its cost per frame):
-# on the three held-out sets at 256^3 it lowered Chamfer and P2S and raised normal consistency
-# and IoU on each (README, Evaluation)
-OFFLINE_SMOOTHING = 1.0
-
-
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the options every single-image command shares (model, grid, arithmetic, surface)."""
-    p.add_argument('--checkpoint', default='', help='model file (default: the shipped model)')
-    p.add_argument('--resolution', type=int, default=256, help='grid resolution (power of two)')
-    p.add_argument('--precision', default='float32', choices=PRECISIONS,
-                   help='network arithmetic (default: float32; bfloat16 is faster on CPUs '
+    """Add the options every single-image command shares; defaults: the offline preset."""
+    offline = MonoPortConfig.offline()
+    p.add_argument('--checkpoint', default=offline.checkpoint,
+                   help='model file (default: the shipped model)')
+    p.add_argument('--resolution', type=int, default=offline.resolution,
+                   help='grid resolution (power of two; default: %(default)s)')
+    p.add_argument('--precision', default=offline.precision, choices=PRECISIONS,
+                   help='network arithmetic (default: %(default)s; bfloat16 is faster on CPUs '
                    'and GPUs that have it)')
-    p.add_argument('--threshold', type=float, default=MonoPortConfig.threshold,
+    p.add_argument('--threshold', type=float, default=offline.threshold,
                    help='occupancy iso-level (default: %(default)s)')
     p.add_argument('--no-fill-silhouette', action='store_true',
                    help='do not fill mask pixels the network left empty (fill_silhouette off)')
-    p.add_argument('--surface-smoothing', type=float, default=OFFLINE_SMOOTHING, metavar='SIGMA',
+    p.add_argument('--surface-smoothing', type=float, default=offline.surface_smoothing,
+                   metavar='SIGMA',
                    help='Gaussian smoothing of the occupancy, sigma in voxels of a 256^3 grid '
                    '(scaled with --resolution), 0 = off (default: '
                    '%(default)s; the node\'s default is off, for speed)')
@@ -77,13 +75,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``reconstruct``."""
-    config = MonoPortConfig(**model_config_fields(args),
-                            octree_depth=args.octree_depth,
-                            geometry_device=args.geometry_device, color_device=args.color_device,
-                            render_views=[v for v in args.render_views.split(',') if v],
-                            render_size=args.render_size, mesh_max_triangles=args.max_triangles,
-                            segmentation=not args.no_segmentation,
-                            segmentation_tracking=False)        # one image, not a stream
+    config = MonoPortConfig.offline(
+        **model_config_fields(args), octree_depth=args.octree_depth,
+        geometry_device=args.geometry_device, color_device=args.color_device,
+        render_views=[v for v in args.render_views.split(',') if v],
+        render_size=args.render_size, mesh_max_triangles=args.max_triangles,
+        segmentation=not args.no_segmentation)
     rgb = load_rgb(args.image)
     with Reconstructor(config) as reconstructor:
         rec = reconstructor.reconstruct(rgb)

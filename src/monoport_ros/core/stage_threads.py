@@ -69,7 +69,6 @@ class StageThreadPipeline(FrameInbox):
     def update_config(self, config: MonoPortConfig) -> None:
         """Apply run-time settings (resolution, threshold, views, ...) from the next frame on."""
         self.reconstructor.update_config(config)
-        self._set_capacity(config)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers (frames still waiting are discarded) and wait for them."""

@@ -174,10 +174,6 @@ class FrameInbox:
             self._cond.notify()
         return not dropped
 
-    def _set_capacity(self, config: MonoPortConfig) -> None:
-        with self._cond:
-            self._capacity = config.queue_size
-
     def _close_inbox(self) -> None:
         """Refuse new frames and discard the waiting ones; wakes :meth:`_take_frame`."""
         with self._cond:

@@ -160,12 +160,16 @@ class _Worker:
             raise value
         return value
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the worker to end, then make sure it has."""
+    def ask_to_stop(self) -> None:
+        """Tell the worker to end after its current frame (it may be dead already)."""
         try:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to end, then make sure it has."""
+        self.ask_to_stop()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -217,13 +221,14 @@ class WorkerProcessPipeline(FrameInbox):
                     w.conn.send(('config', config))
                 except (OSError, ValueError):   # a dead worker: its replacement gets config
                     pass
-        self._set_capacity(config)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers; waiting frames are discarded, those in work may still be delivered."""
         self._close_inbox()
         self._threads[0].join(timeout)
         with self._send_lock:
+            for w in self._workers:         # all at once: each takes seconds to wind down
+                w.ask_to_stop()
             for w in self._workers:
                 w.stop(timeout)
         for t in self._threads[1:]:

@@ -307,10 +307,12 @@ class _DefaultReconstruct:
         from ..core.config import MonoPortConfig
         from ..core.reconstruct import Reconstructor
 
-        # the cases are unrelated images, not a video: per-image segmentation; the whole mesh is
-        # scored (the node's triangle budget would re-extract it on a coarser grid)
-        config = replace(config if config is not None else MonoPortConfig(),
-                         segmentation_tracking=False, mesh_max_triangles=0)
+        # the offline preset; with a config of the caller's, still per-image segmentation and
+        # no blending with the previous case's surface (the cases are unrelated images, not a
+        # video), and the whole mesh scored (the node's triangle budget would re-extract it on
+        # a coarser grid)
+        config = replace(config if config is not None else MonoPortConfig.offline(),
+                         segmentation_tracking=False, steady_surface=False, mesh_max_triangles=0)
         self.rec = Reconstructor(config)
 
     def __call__(self, rgb: np.ndarray) -> Any:
@@ -543,8 +545,7 @@ def _cli_evaluate(args: argparse.Namespace) -> int:
     from ..core.config import MonoPortConfig
     from ..core.reconstruct_cli import model_config_fields
 
-    config = MonoPortConfig(**model_config_fields(args), render_views=['front', 'side'])
-    config.validate()
+    config = MonoPortConfig.offline(**model_config_fields(args), render_views=['front', 'side'])
     summary = evaluate(args.data_dir, config, args.out, baseline=not args.no_baseline,
                        verbose=True)
     rec = summary['mean']['recon']

@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from . import conversions as conv
+from .signals import interrupts_ignored
 from ..core.preprocess import load_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -179,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        with interrupts_ignored():              # Ctrl-C under ros2 launch comes twice
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

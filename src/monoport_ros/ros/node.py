@@ -63,6 +63,7 @@ from .depth import DepthPairer, stamp_seconds
 from .diagnostics import reconstruction_status
 from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
+from .signals import interrupts_ignored
 from ..core.camera import OpticalPlacement, PinholeCamera
 from ..core.config import MonoPortConfig
 from ..core.pipeline import Pipeline, make_pipeline
@@ -546,12 +547,13 @@ def main(args: list[str] | None = None) -> int:
             raise
         # a signal arrived while the node was being built: its context is already gone
     finally:
-        if node is not None:
-            if rclpy.ok():
-                node.get_logger().info('shutting down')
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        with interrupts_ignored():              # Ctrl-C under ros2 launch comes twice
+            if node is not None:
+                if rclpy.ok():
+                    node.get_logger().info('shutting down')
+                node.close()
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

@@ -4,17 +4,23 @@ ROS parameters of the node, derived from the fields of :class:`MonoPortConfig`.
 One parameter per dataclass field, with the same name, type and default; the descriptor carries the
 field's description, its range (``integer_range`` / ``floating_point_range``), its choices (as
 ``additional_constraints``, checked by :meth:`MonoPortConfig.validate`) and ``read_only`` for the
-fields that cannot change while the node runs.
+fields that cannot change while the node runs (``STARTUP_FIELDS``). :func:`params_yaml` writes
+``config/monoport.yaml`` from the same fields: ``python -m monoport_ros.ros.params --write
+config/monoport.yaml`` regenerates it, ``--check`` fails when it has drifted.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from pathlib import Path
+import sys
+import textwrap
 from typing import Any, Iterable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.parameter import Parameter
 
-from ..core.config import MonoPortConfig
+from ..core.config import MonoPortConfig, STARTUP_FIELDS
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
@@ -44,7 +50,7 @@ def descriptor(f: dataclasses.Field, default: Any) -> ParameterDescriptor:
     meta = f.metadata
     ptype = parameter_type(default)
     d = ParameterDescriptor(name=f.name, type=ptype, description=meta['description'],
-                            read_only=not meta['dynamic'], dynamic_typing=False)
+                            read_only=f.name in STARTUP_FIELDS, dynamic_typing=False)
     lo, hi, step = meta['range']
     if lo is not None and ptype == ParameterType.PARAMETER_INTEGER:
         d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi),
@@ -61,11 +67,6 @@ def declarations() -> list[tuple[str, Any, ParameterDescriptor]]:
     """(name, default, descriptor) for ``Node.declare_parameters('', ...)``."""
     defaults = default_values()
     return [(f.name, defaults[f.name], descriptor(f, defaults[f.name])) for f in config_fields()]
-
-
-def dynamic_names() -> set[str]:
-    """Names of the parameters that may change at run time."""
-    return {f.name for f in config_fields() if f.metadata['dynamic']}
 
 
 def config_from_values(values: dict[str, Any]) -> MonoPortConfig:
@@ -101,3 +102,76 @@ def apply_parameters(config: MonoPortConfig, params: Iterable[Parameter]) -> Mon
             values[p.name] = p.value
             changed = True
     return config_from_values(values) if changed else config
+
+
+# The key of config/monoport.yaml: every node of the process, whatever its namespace.
+PARAMS_FILE_KEY = '/**'
+_HEADER = """\
+# Parameters of monoport_node: one per field of monoport_ros.core.config.MonoPortConfig, with its
+# default. GENERATED from that dataclass; do not edit: regenerate with
+#   python -m monoport_ros.ros.params --write config/monoport.yaml
+# Loaded by launch/monoport.launch.py; pass your own copy with params_file:=/path/to/file.yaml.
+# [start-up] parameters are read-only: change them by restarting the node.
+"""
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list):
+        return '[' + ', '.join(_yaml_value(v) for v in value) + ']'
+    if isinstance(value, str):
+        return yaml_str(value)
+    return repr(value)
+
+
+def yaml_str(text: str) -> str:
+    """Quote ``text`` for YAML only where a plain scalar would read as something else."""
+    import yaml
+    plain = yaml.safe_dump(text, default_flow_style=True).strip()
+    return plain[:-len('...')].strip() if plain.endswith('...') else plain
+
+
+def params_yaml(width: int = 99) -> str:
+    """Return the text of ``config/monoport.yaml``: every field, its description and default."""
+    lines = [_HEADER.rstrip('\n'), f"{PARAMS_FILE_KEY}:", '  ros__parameters:']
+    defaults = default_values()
+    for f in config_fields():
+        meta = f.metadata
+        notes = []
+        lo, hi, _ = meta['range']
+        if lo is not None:
+            notes.append(f'range {lo}..{hi}')
+        if meta['choices']:
+            notes.append('one of ' + ', '.join(meta['choices']))
+        text = ('[start-up] ' if f.name in STARTUP_FIELDS else '') + meta['description']
+        if notes:
+            text += '; ' + '; '.join(notes)
+        lines += textwrap.wrap(text, width, initial_indent='    # ', subsequent_indent='    # ')
+        lines.append(f'    {f.name}: {_yaml_value(defaults[f.name])}')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print, write (``--write``) or check (``--check``) the generated params file."""
+    p = argparse.ArgumentParser(prog='python -m monoport_ros.ros.params',
+                                description='the params file mirrored from MonoPortConfig')
+    group = p.add_mutually_exclusive_group()
+    group.add_argument('--write', metavar='FILE', help='write it to FILE')
+    group.add_argument('--check', metavar='FILE', help='exit 1 unless FILE is up to date')
+    args = p.parse_args(argv)
+    text = params_yaml()
+    if args.write:
+        Path(args.write).write_text(text)
+    elif args.check:
+        if Path(args.check).read_text() != text:
+            print(f'{args.check} differs from MonoPortConfig; regenerate it with '
+                  f'python -m monoport_ros.ros.params --write {args.check}', file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
