@@ -62,7 +62,7 @@ def sensor_depth(depth: np.ndarray, background: np.ndarray, focal: float,
 
 
 def scaled_person(person: Person, height_m: float) -> np.ndarray:
-    """The person's vertices scaled to ``height_m`` tall (y up, metres, centred on the box)."""
+    """Scale the person's vertices to ``height_m`` tall (y up, metres, centred on the box)."""
     v = person.vertices - (person.vertices.max(0) + person.vertices.min(0)) / 2.0
     return v * (height_m / np.ptp(person.vertices[:, 1]))
 
