@@ -42,10 +42,13 @@ class OneEuroFilter:
         x = np.asarray(x, dtype=np.float64)
         dt = t - self._t
         if self._x is None or not 0.0 < dt <= RESET_GAP_S:
-            self._x, self._dx, self._t = x, np.zeros_like(x), t
+            self._x, self._dx, self._t = x, None, t
             return x
-        a_d = self._alpha(self.d_cutoff, dt)
-        self._dx = a_d * (x - self._x) / dt + (1 - a_d) * self._dx
+        if self._dx is None:        # the second sample: the speed so far, not a start from rest
+            self._dx = (x - self._x) / dt
+        else:
+            a_d = self._alpha(self.d_cutoff, dt)
+            self._dx = a_d * (x - self._x) / dt + (1 - a_d) * self._dx
         cutoff = self.min_cutoff + self.beta * float(np.linalg.norm(self._dx))
         a = self._alpha(cutoff, dt)
         self._x = a * x + (1 - a) * self._x
