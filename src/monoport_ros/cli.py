@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     'monoport_ros.core.training',
     'monoport_ros.core.synthetic',
     'monoport_ros.core.evaluation',
+    'monoport_ros.offline.multiview',
 )
 
 

@@ -1,0 +1,5 @@
+"""
+Offline tooling: training, data sets, synthetic people, metrics, evaluation.
+
+The node never imports it.
+"""
