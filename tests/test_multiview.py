@@ -118,8 +118,14 @@ def _sphere(centre: np.ndarray, radius: float) -> trimesh.Trimesh:
     return s
 
 
-def test_distance_search_finds_a_known_shape(data):
-    """Two spheres seen by cam02, placed by weak perspective, are found at their distance."""
+def _snowman(data: mv.MultiviewData, model_turn: np.ndarray | None = None):
+    """
+    Two spheres in the world, their masks in every camera, and the same shape in cam02's model.
+
+    The model-space shape is written out here (not with mv.weak_perspective): model x right,
+    y up, z towards the camera; pixel centres at +0.5 in the crop's coordinates. ``model_turn``
+    turns the model-space shape about the origin.
+    """
     cams = data.cameras
     source = cams[1]
     centre = mv.mask_centroid_point(cams, masks_of(data, 0))
@@ -129,8 +135,6 @@ def test_distance_search_finds_a_known_shape(data):
     truth = mv.Rasteriser(world.vertices, world.faces)
     masks = [truth.silhouette(c) for c in cams]
     crop, _ = mv.model_crop(masks[1])
-    # the same shape in model space, written out here (not with mv.weak_perspective): model
-    # x right, y up, z towards the camera; pixel centres at +0.5 in the crop's coordinates
     d_true = float(source.to_camera(centre[None])[0, 2])
     fx, fy = source.K[0, 0], source.K[1, 1]
     half = crop.side / 2.0
@@ -141,10 +145,18 @@ def test_distance_search_finds_a_known_shape(data):
         v = fy * y / d_true + source.K[1, 2] + 0.5
         p = np.array([(u - crop.cx) / half, -(v - crop.cy) / half,
                       -(z - d_true) * fy / d_true / half])
+        if model_turn is not None:
+            p = model_turn @ p
         model_parts.append(_sphere(p, r * fy / d_true / half))
     model = trimesh.util.concatenate(model_parts)
     raster = mv.Rasteriser(model.vertices, model.faces)
     targets = [(cams[t], masks[t]) for t in (0, 2, 3)]
+    return raster, source, crop, targets, masks, d_true
+
+
+def test_distance_search_finds_a_known_shape(data):
+    """Two spheres seen by cam02, placed by weak perspective, are found at their distance."""
+    raster, source, crop, targets, masks, d_true = _snowman(data)
     best = mv.best_placement(raster, source, crop, targets, (d_true / 2, d_true * 2))
     assert best.distance == pytest.approx(d_true, rel=0.03)
     assert best.mean > 0.9, best
@@ -153,6 +165,15 @@ def test_distance_search_finds_a_known_shape(data):
     for d in (0.7 * d_true, d_true):
         a, b = mv.weak_perspective(source, crop, d)
         assert mv.iou(raster.silhouette(source, a, b), masks[1]) > 0.9
+
+
+def test_tilt_search_undoes_a_known_tilt(data):
+    raster, source, crop, targets, _, d_true = _snowman(data, mv.tilt_matrix(-20.0))
+    untilted = mv.best_placement(raster, source, crop, targets, (d_true / 2, d_true * 2))
+    best = mv.best_tilted_placement(raster, source, crop, targets, (d_true / 2, d_true * 2),
+                                    tilts=(-20.0, 0.0, 20.0))
+    assert best.tilt_deg == 20.0 and best.distance == pytest.approx(d_true, rel=0.03)
+    assert best.mean > 0.9 and best.mean > untilted.mean + 0.03, (best, untilted)
 
 
 def test_extrusion_baseline_reprojects_and_scores_between(data):

@@ -509,7 +509,11 @@ def best_placement(raster: Rasteriser, source: Camera, crop: PersonCrop, targets
 
 
 def tilt_matrix(deg: float) -> np.ndarray:
-    """Rotation of model space about its x axis (the camera's x axis) by ``deg`` degrees."""
+    """
+    Rotation of model space about its x axis (the camera's) by ``deg`` degrees.
+
+    Positive angles turn the top (+y) towards the camera (+z).
+    """
     r = math.radians(deg)
     return np.array([[1.0, 0.0, 0.0], [0.0, math.cos(r), -math.sin(r)],
                      [0.0, math.sin(r), math.cos(r)]])
@@ -794,6 +798,12 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
         log(f'visual hull ({label}): mean IoU {hull[label]["mean_iou"]:.3f} over '
             f'{len(per)} frames; per camera {np.round(hull[label]["per_camera"], 3).tolist()}')
     summary['visual_hull'] = hull
+    # a check of the distance search: the depth of the masks' triangulated centroid in the source
+    # camera (the model's origin is near the body's centre)
+    centres = {i: mask_centroid_point(small_cams, views[i])[None] for i in eval_idx
+               if all(m.any() for m in views[i])}
+    depth = {(i, s): float(cams[s].to_camera(c)[0, 2]) for i, c in centres.items()
+             for s in range(n_cam)}
 
     def cases(fn: Callable[[int, int], Placement | None], label: str) -> dict[str, Any]:
         rows = []
@@ -811,11 +821,14 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
                 else:
                     row.update(ious=[round(x, 4) for x in p.ious], distance=round(p.distance, 3),
                                thickness=p.thickness, tilt_deg=p.tilt_deg)
+                    row['hull_depth'] = round(depth[(i, s)], 3)
                 rows.append(row)
                 log(f'  {label} frame {i} from {row["source"]}: mean IoU '
                     f'{np.mean(row["ious"]):.3f} ({row["seconds"]} s)')
         ious = [x for r in rows for x in r['ious']]
+        errors = [abs(r['distance'] - r['hull_depth']) for r in rows if 'distance' in r]
         return {'mean_iou': float(np.mean(ious)) if ious else float('nan'),
+                'median_distance_error_m': float(np.median(errors)) if errors else float('nan'),
                 'cases': len(ious), 'reconstructions': len(rows),
                 'failed': sum(bool(r.get('failed')) for r in rows), 'rows': rows}
 
@@ -863,9 +876,10 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Format the summary's table as text."""
-    lines = [f'{"method":<40} {"mean IoU":>8} {"cases":>6} {"failed":>6}']
+    lines = [f'{"method":<40} {"mean IoU":>8} {"cases":>6} {"failed":>6}  distance vs hull (m)']
     for label, r in summary['results'].items():
-        lines.append(f'{label:<40} {r["mean_iou"]:8.3f} {r["cases"]:6d} {r["failed"]:6d}')
+        lines.append(f'{label:<40} {r["mean_iou"]:8.3f} {r["cases"]:6d} {r["failed"]:6d}  '
+                     f'{r["median_distance_error_m"]:.3f} (median |error|)')
     for label, h in summary['visual_hull'].items():
         lines.append(f'{"visual hull, " + label:<40} {h["mean_iou"]:8.3f} '
                      f'{h["frames"] * len(summary["cameras"]):6d} {0:6d}')
@@ -895,6 +909,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                    help='scoring image scale (default: a quarter of the videos\' size)')
     p.add_argument('--no-refit', action='store_true',
                    help='use the calibration as read (no per-camera rotation fit to landmarks)')
+    p.add_argument('--no-baseline', action='store_true', help='skip the extrusion baseline')
     p.add_argument('--tilt', action='store_true',
                    help='also report the best tilt about the camera\'s x axis (issue 26)')
     p.add_argument('--out', default='evaluation/multiview.json', help='summary JSON')
@@ -915,7 +930,8 @@ def _cli(args: argparse.Namespace) -> int:
     for c in configs.values():
         c.validate()
     summary = evaluate_multiview(args.data_dir, configs, frames=args.frames, scale=args.scale,
-                                 refit=not args.no_refit, tilt=args.tilt)
+                                 refit=not args.no_refit, tilt=args.tilt,
+                                 baseline=not args.no_baseline)
     print(format_summary(summary))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
