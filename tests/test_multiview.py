@@ -209,3 +209,14 @@ def test_benchmark_end_to_end_on_the_fixture(data):
     assert 0.2 < res['mean_iou'] < 0.95
     assert summary['visual_hull']['refit']['mean_iou'] > 0.85
     assert 'shipped' in mv.format_summary(summary)
+
+
+def test_views_without_the_person_are_a_clear_error(data):
+    masks = masks_of(data, 0)
+    masks[2] = np.zeros_like(masks[2])
+    with pytest.raises(ValueError, match='visual hull'):
+        mv.hull_ious(data.cameras, masks, voxel=0.02)
+    with pytest.raises(ValueError, match='empty'):
+        mv.distance_bounds(data.cameras[2], masks[2])
+    with pytest.raises(ValueError, match='empty mesh'):
+        mv.Rasteriser(np.zeros((0, 3)), np.zeros((0, 3), int))

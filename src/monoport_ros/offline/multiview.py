@@ -596,6 +596,9 @@ def triangulate(cameras: Sequence[Camera], uv: np.ndarray, weights: np.ndarray) 
 
 def mask_centroid_point(cameras: Sequence[Camera], masks: Sequence[np.ndarray]) -> np.ndarray:
     """Triangulate the masks' centroids: the person's rough centre in the world."""
+    empty = [c.name for c, m in zip(cameras, masks) if not m.any()]
+    if empty:
+        raise ValueError(f'visual hull: no person in the mask of {", ".join(empty)}')
     uv = np.array([[np.argwhere(m).mean(axis=0)[::-1]] for m in masks])
     return triangulate(cameras, uv, np.ones((len(cameras), 1)))[0]
 
@@ -790,8 +793,12 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
     for label, cameras in (('calibration_as_read', small_read), ('refit', small_cams)):
         if label == 'refit' and not refit:
             continue
-        per = [hull_ious(cameras, views[i], voxel=hull_voxel) for i in eval_idx
-               if all(m.any() for m in views[i])]
+        per = []
+        for i in eval_idx:
+            try:
+                per.append(hull_ious(cameras, views[i], voxel=hull_voxel))
+            except ValueError as exc:       # a view without the person, masks that disagree
+                log(f'visual hull ({label}), frame {i}: {exc}')
         hull[label] = {'mean_iou': float(np.mean(per)) if per else float('nan'),
                        'per_camera': [float(x) for x in np.mean(per, axis=0)] if per else [],
                        'frames': len(per)}
@@ -801,7 +808,8 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
     # a check of the distance search: the depth of the masks' triangulated centroid in the source
     # camera (the model's origin is near the body's centre)
     centres = {i: mask_centroid_point(small_cams, views[i])[None] for i in eval_idx
-               if all(m.any() for m in views[i])}
+               if all(m.any() for m in views[i])}     # (the same centre as the hull's)
+    centres = {i: c for i, c in centres.items() if np.isfinite(c).all()}
     depth = {(i, s): float(cams[s].to_camera(c)[0, 2]) for i, c in centres.items()
              for s in range(n_cam)}
 
@@ -821,12 +829,13 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
                 else:
                     row.update(ious=[round(x, 4) for x in p.ious], distance=round(p.distance, 3),
                                thickness=p.thickness, tilt_deg=p.tilt_deg)
-                    row['hull_depth'] = round(depth[(i, s)], 3)
+                    if (i, s) in depth:
+                        row['hull_depth'] = round(depth[(i, s)], 3)
                 rows.append(row)
                 log(f'  {label} frame {i} from {row["source"]}: mean IoU '
                     f'{np.mean(row["ious"]):.3f} ({row["seconds"]} s)')
         ious = [x for r in rows for x in r['ious']]
-        errors = [abs(r['distance'] - r['hull_depth']) for r in rows if 'distance' in r]
+        errors = [abs(r['distance'] - r['hull_depth']) for r in rows if 'hull_depth' in r]
         return {'mean_iou': float(np.mean(ious)) if ious else float('nan'),
                 'median_distance_error_m': float(np.median(errors)) if errors else float('nan'),
                 'cases': len(ious), 'reconstructions': len(rows),
