@@ -220,3 +220,26 @@ def test_views_without_the_person_are_a_clear_error(data):
         mv.distance_bounds(data.cameras[2], masks[2])
     with pytest.raises(ValueError, match='empty mesh'):
         mv.Rasteriser(np.zeros((0, 3)), np.zeros((0, 3), int))
+
+
+def test_cli_compares_two_checkpoints(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake(data_dir, configs, **kw):
+        seen.update(configs=configs, kw=kw)
+        return {'results': {k: {'mean_iou': 0.5, 'cases': 12, 'failed': 0,
+                                'median_distance_error_m': 0.05} for k in configs},
+                'visual_hull': {'refit': {'mean_iou': 0.94, 'frames': 1}},
+                'cameras': ['a', 'b', 'c', 'd'], 'frames': [0], 'seconds': 1.0}
+
+    monkeypatch.setattr(mv, 'evaluate_multiview', fake)
+    out = tmp_path / 'summary.json'
+    assert cli.main(['evaluate-multiview', str(FIXTURE), '--checkpoint', 'new.safetensors',
+                     '--compare', 'old.safetensors', '--frames', '3', '--out', str(out)]) == 0
+    checkpoints = [c.checkpoint for c in seen['configs'].values()]
+    assert checkpoints == ['new.safetensors', 'old.safetensors']
+    config = next(iter(seen['configs'].values()))
+    assert config.resolution == 128 and config.mirror_average and config.shift_average
+    assert config.surface_smoothing == 1.0 and not config.segmentation_tracking
+    assert seen['kw']['frames'] == 3 and seen['kw']['baseline'] and seen['kw']['refit']
+    assert out.is_file() and 'model old.safetensors' in capsys.readouterr().out
