@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     'monoport_ros.offline.training',
     'monoport_ros.offline.synthetic',
     'monoport_ros.offline.evaluation',
+    'monoport_ros.offline.multiview',
 )
 
 
