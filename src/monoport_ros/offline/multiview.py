@@ -739,7 +739,7 @@ def _reconstruct(reconstructor: Any, rgb: np.ndarray,
     crop_img, crop_mask, crop = crop_person(rgb, mask, reconstructor.image_size)
     rows = np.flatnonzero(mask.any(axis=1))
     frame = PreparedFrame(mask, crop_img, crop_mask, crop, float(rows[-1] - rows[0] + 1))
-    geo = reconstructor.geometry(frame, frozenset({'mesh'}))
+    geo = reconstructor.geometry(frame)
     rec = reconstructor.color(geo, frozenset({'mesh'}))
     if not rec.person or len(rec.faces) == 0:
         return None
