@@ -25,7 +25,7 @@ from .segmentation import PersonSegmenter
 from .tracking import PersonTracker
 
 CROP_SIZE = 256          # side of the upscaled crop given to the segmenter
-CROP_MARGIN = 1.15       # crop side / detector body size
+CROP_MARGINS = (1.15, 1.8)  # crop side / detector body size: first try, retry when it fails
 MIN_MASK_FRACTION = 0.01  # a mask smaller than this share of its crop is no person
 MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a duplicate
 PAINT = 127              # value of the pixels of earlier people in later crops
@@ -62,7 +62,7 @@ def _mask_box(mask: np.ndarray) -> np.ndarray:
 
 
 def _component_at(mask: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """The 8-connected region of ``mask`` at ``point`` (x, y), else the largest near it."""
+    """Return the 8-connected region of ``mask`` at ``point`` (x, y), else the largest near it."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros_like(mask, bool)
@@ -117,9 +117,18 @@ class PeopleFinder:
 
     def _segment(self, rgb: np.ndarray, det: Detection, taken: np.ndarray
                  ) -> tuple[np.ndarray, PersonCrop] | None:
+        # the detector's body size is sometimes short (a poor scale keypoint): a wider crop then
+        for margin in CROP_MARGINS:
+            crop = PersonCrop(float(det.centre[0]), float(det.centre[1]),
+                              max(det.body_size * margin, 16.0))
+            found = self._segment_crop(rgb, det, taken, crop)
+            if found is not None:
+                return found, crop
+        return None
+
+    def _segment_crop(self, rgb: np.ndarray, det: Detection, taken: np.ndarray,
+                      crop: PersonCrop) -> np.ndarray | None:
         h, w = rgb.shape[:2]
-        crop = PersonCrop(float(det.centre[0]), float(det.centre[1]),
-                          max(det.body_size * CROP_MARGIN, 16.0))
         size = self.crop_size
         m = crop.affine(size)
         view = rgb.copy()
@@ -139,7 +148,7 @@ class PeopleFinder:
         mask = _component_at(raw & ~taken, det.centre)
         if mask.sum() < MIN_MASK_FRACTION * (crop.side ** 2) * 0.5:
             return None
-        return mask, crop
+        return mask
 
     def find(self, rgb: np.ndarray) -> list[FoundPerson]:
         """People in ``rgb`` ((H, W, 3) uint8 RGB), largest first, at most ``max_people``."""
