@@ -268,13 +268,13 @@ class PersonDetector:
     """
     People of any size in a frame: the detector on the whole frame and on overlapping tiles.
 
-    ``levels`` finer tile levels (0: the whole frame only, see :func:`tile_windows`). Detections
-    from all windows are merged: weighted suppression of their body boxes (IoU ``merge_iou``),
-    then, of two detections whose face boxes overlap by more than ``NMS_IOU``, the better one.
+    ``levels`` finer tile levels (0: the whole frame only, see :func:`tile_windows`). Of the
+    detections of all windows whose face boxes overlap by more than ``merge_iou``, the best
+    scored is kept.
     """
 
     def __init__(self, min_score: float = MIN_SCORE, levels: int = 2, overlap: float = 0.4,
-                 merge_iou: float = 0.4, num_threads: int = 1,
+                 merge_iou: float = NMS_IOU, num_threads: int = 1,
                  model_path: str | Path | None = None) -> None:
         self.model = PoseDetectorModel(min_score, num_threads, model_path)
         self.levels = int(levels)
@@ -309,15 +309,12 @@ class PersonDetector:
         if not all_s:
             return []
         boxes, kps, scores = np.concatenate(all_b), np.concatenate(all_k), np.concatenate(all_s)
-        body = np.array([Detection(b, k, 0.0).body_box for b, k in zip(boxes, kps)])
-        # merge duplicates across windows on the body box (a face box is tiny and jittery)
-        _, merged, scores = weighted_nms(body, np.concatenate([kps, boxes.reshape(-1, 2, 2)], 1),
-                                         scores, self.merge_iou)
-        faces = merged[:, 4:6].reshape(-1, 4)
+        # The same face seen from several windows: keep the best-scored detection (averaging
+        # would mix in the body of a person cut by a tile border). Body boxes are not compared:
+        # people side by side have overlapping body boxes but separate faces.
         keep: list[int] = []
         for i in np.argsort(-scores, kind='stable'):
-            # one face, two body guesses (a person cut by a tile border): keep the better one
-            if not keep or box_iou(faces[i:i + 1], faces[keep]).max() <= NMS_IOU:
+            if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() <= self.merge_iou:
                 keep.append(int(i))
-        out = [Detection(faces[i], merged[i, :4], float(scores[i])) for i in keep]
+        out = [Detection(boxes[i], kps[i], float(scores[i])) for i in keep]
         return sorted(out, key=lambda d: -d.body_size)

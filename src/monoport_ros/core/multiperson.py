@@ -29,6 +29,8 @@ CROP_MARGINS = (1.15, 1.8)  # crop side / detector body size: first try, retry w
 MIN_MASK_FRACTION = 0.01  # a mask smaller than this share of its crop is no person
 MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a duplicate
 PAINT = 127              # value of the pixels of earlier people in later crops
+MAX_HIP_GAP = 0.35       # the mask must reach within this share of the body size of the hip
+MIN_HEIGHT = 0.3         # the mask's height must be at least this share of the body size
 
 
 @dataclass
@@ -147,6 +149,12 @@ class PeopleFinder:
             return None
         mask = _component_at(raw & ~taken, det.centre)
         if mask.sum() < MIN_MASK_FRACTION * (crop.side ** 2) * 0.5:
+            return None
+        # the segmenter found someone, but is it this detection's person? (a false detection's
+        # crop often holds part of a real person nearby)
+        ys, xs = np.nonzero(mask)
+        gap = np.sqrt(((xs - det.centre[0]) ** 2 + (ys - det.centre[1]) ** 2).min())
+        if gap > MAX_HIP_GAP * det.body_size or np.ptp(ys) + 1 < MIN_HEIGHT * det.body_size:
             return None
         return mask
 
