@@ -20,7 +20,8 @@ Held-out check of multi-person detection (issue 27), and the detector's cost.
 
 The thresholds were fixed before the held-out frames were run.
 
-    PYTHONPATH=src .venv/bin/python bench/detection.py --sports2d /tmp/s2d/x/Sports2D/Demo/demo.mp4 \
+    PYTHONPATH=src .venv/bin/python bench/detection.py \
+        --sports2d /tmp/s2d/x/Sports2D/Demo/demo.mp4 \
         --vtest /usr/share/doc/opencv-doc/examples/data/vtest.avi [--frames 30] [--json out.json]
 """
 from __future__ import annotations
@@ -96,7 +97,7 @@ def synthetic_sequence(frames: int, seed: int = 1000, width: int = 640, height: 
 
 
 def check_synthetic(frames: int, finder: PeopleFinder, video: PeopleFinder) -> dict:
-    """(a): share of frames in which each person is found, full scan and video mode."""
+    """Check (a): the share of frames in which each person is found, full scan and video mode."""
     found = np.zeros((2, frames, 3), bool)
     fractions = None
     for f, (image, masks, fractions) in enumerate(synthetic_sequence(frames)):
@@ -116,7 +117,7 @@ def check_synthetic(frames: int, finder: PeopleFinder, video: PeopleFinder) -> d
 
 
 def check_sports2d(path: str, finder: PeopleFinder) -> dict:
-    """(b): one result per person in every sampled frame."""
+    """Check (b): one result per person in every sampled frame."""
     rows = []
     for index, (need, maybe) in SPORTS2D_COUNTS.items():
         n = len(finder.find(read_frame(path, index)))
@@ -135,7 +136,7 @@ def _inside(box: np.ndarray, point: tuple[int, int]) -> bool:
 
 
 def check_vtest(path: str, finder: PeopleFinder) -> dict:
-    """(c): pedestrians taller than 10 % of the frame found, and false positives."""
+    """Check (c): pedestrians taller than 10 % of the frame found, and false positives."""
     total = found_all = false_all = 0
     rows = []
     for index, (need, maybe) in VTEST_PEOPLE.items():
@@ -159,7 +160,7 @@ def check_vtest(path: str, finder: PeopleFinder) -> dict:
 
 
 def detector_cost(detector: PersonDetector, repeats: int = 5) -> dict:
-    """(d): time of the detector per frame, full scan and video mode, 640x480 and 1280x720."""
+    """Time the detector per frame (d): full scan and video mode, 640x480 and 1280x720."""
     out = {}
     image = next(synthetic_sequence(1, seed=7, width=1280, height=720))[0]
     for w, h in ((640, 480), (1280, 720)):

@@ -40,6 +40,7 @@ NUM_ANCHORS = 2254
 MIN_SCORE = 0.5           # MediaPipe's graph keeps >= 0.2 and lets the landmark model decide
 NMS_IOU = 0.3             # min_suppression_threshold of the graph
 BODY_SCALE = 1.25         # margin of the body box around 2 * |hip - scale point| (pose ROI)
+SAME_HIP, SAME_SIZE = 0.15, 1.5   # hips this close (of the body size), sizes this alike: one
 TILE_FRACTION = 0.6       # side of the coarser tiles, of the frame's shorter side
 MODEL_PATH = 'modules/pose_detection/pose_detection.tflite'
 
@@ -253,6 +254,12 @@ def tile_windows(width: int, height: int, levels: int = 2, overlap: float = 0.4
     return wins
 
 
+def _same_body(a: Detection, b: Detection) -> bool:
+    size = max(a.body_size, b.body_size)
+    return bool(np.linalg.norm(a.centre - b.centre) < SAME_HIP * size
+                and size < SAME_SIZE * min(a.body_size, b.body_size))
+
+
 def window_around(box: np.ndarray, width: int, height: int, fill: float = 0.55
                   ) -> tuple[int, int, int]:
     """Square window ``(x0, y0, side)`` in which a person's body ``box`` fills ``fill``."""
@@ -312,9 +319,14 @@ class PersonDetector:
         # The same face seen from several windows: keep the best-scored detection (averaging
         # would mix in the body of a person cut by a tile border). Body boxes are not compared:
         # people side by side have overlapping body boxes but separate faces.
+        # Two detections whose hips nearly coincide, at similar body sizes, are one person too.
+        dets = [Detection(b, k, float(s)) for b, k, s in zip(boxes, kps, scores)]
         keep: list[int] = []
         for i in np.argsort(-scores, kind='stable'):
-            if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() <= self.merge_iou:
-                keep.append(int(i))
-        out = [Detection(boxes[i], kps[i], float(scores[i])) for i in keep]
+            if keep and box_iou(boxes[i:i + 1], boxes[keep]).max() > self.merge_iou:
+                continue
+            if any(_same_body(dets[i], dets[j]) for j in keep):
+                continue
+            keep.append(int(i))
+        out = [dets[i] for i in keep]
         return sorted(out, key=lambda d: -d.body_size)

@@ -25,7 +25,7 @@ from .segmentation import PersonSegmenter
 from .tracking import PersonTracker
 
 CROP_SIZE = 256          # side of the upscaled crop given to the segmenter
-CROP_MARGINS = (1.15, 1.8)  # crop side / detector body size: first try, retry when it fails
+CROP_MARGINS = (1.15, 1.8, 0.85)  # crop side / body size: first try, then wider, then tighter
 MIN_MASK_FRACTION = 0.01  # a mask smaller than this share of its crop is no person
 MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a duplicate
 PAINT = 127              # value of the pixels of earlier people in later crops
@@ -119,7 +119,8 @@ class PeopleFinder:
 
     def _segment(self, rgb: np.ndarray, det: Detection, taken: np.ndarray
                  ) -> tuple[np.ndarray, PersonCrop] | None:
-        # the detector's body size is sometimes short (a poor scale keypoint): a wider crop then
+        # MediaPipe's pose graph sometimes finds nobody in a crop that holds a neighbour too (a
+        # tighter crop leaves them out) or when the detector's body size is short (a wider one)
         for margin in CROP_MARGINS:
             crop = PersonCrop(float(det.centre[0]), float(det.centre[1]),
                               max(det.body_size * margin, 16.0))
