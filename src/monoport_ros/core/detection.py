@@ -19,7 +19,8 @@ hip is half the full-body size, 2 the mid-shoulder and 3 the same for the upper 
 
 The detector finds people whose body fills a good part of its 224-pixel input. To find far people
 :class:`PersonDetector` also runs it on overlapping square tiles of the frame (two finer levels),
-maps every detection into the frame and merges duplicates with the same weighted suppression.
+maps every detection into the frame and merges duplicates (the same face box, or nearly the same
+hip and body size: the best-scored detection is kept).
 No library here decodes these SSD outputs, hence the hand-written NumPy below.
 """
 from __future__ import annotations
