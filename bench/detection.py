@@ -96,11 +96,12 @@ def synthetic_sequence(frames: int, seed: int = 1000, width: int = 640, height: 
         yield image, masks, [h / height for h in heights]
 
 
-def check_synthetic(frames: int, finder: PeopleFinder, video: PeopleFinder) -> dict:
+def check_synthetic(frames: int, finder: PeopleFinder, video: PeopleFinder,
+                    seed: int = 1000) -> dict:
     """Check (a): the share of frames in which each person is found, full scan and video mode."""
     found = np.zeros((2, frames, 3), bool)
     fractions = None
-    for f, (image, masks, fractions) in enumerate(synthetic_sequence(frames)):
+    for f, (image, masks, fractions) in enumerate(synthetic_sequence(frames, seed)):
         for m, fin in enumerate((finder, video)):
             people = fin.find(image)
             for k, true in enumerate(masks):
@@ -189,6 +190,7 @@ def main() -> int:
     ap.add_argument('--sports2d', help='path of Sports2D/Demo/demo.mp4 (pip download sports2d)')
     ap.add_argument('--vtest', default='/usr/share/doc/opencv-doc/examples/data/vtest.avi')
     ap.add_argument('--frames', type=int, default=30)
+    ap.add_argument('--seed', type=int, default=1000, help='of the synthetic sequence')
     ap.add_argument('--skip', nargs='*', default=[], choices=['a', 'b', 'c', 'd'])
     ap.add_argument('--json')
     args = ap.parse_args()
@@ -197,7 +199,7 @@ def main() -> int:
     if 'a' not in args.skip:
         video = PeopleFinder(max_people=10, detector=finder.detector, segmenter=finder.segmenter,
                              tiles_per_frame=8)
-        results['synthetic'] = check_synthetic(args.frames, finder, video)
+        results['synthetic'] = check_synthetic(args.frames, finder, video, args.seed)
     if 'b' not in args.skip:
         if not args.sports2d or not Path(args.sports2d).is_file():
             raise SystemExit('--sports2d: give the path of demo.mp4 from the sports2d wheel')
