@@ -1,0 +1,193 @@
+"""
+Every person in a frame: detection, one instance mask per person, tracked ids.
+
+:class:`PeopleFinder` runs :class:`~monoport_ros.core.detection.PersonDetector` (whole frame and
+tiles, so that far people are found), then, for each detection from the largest body down, warps
+an upscaled square crop around the body through a :class:`PersonSegmenter` (MediaPipe pose, image
+mode) and maps the mask back into the frame. Pixels already given to a larger (nearer) person are
+painted grey in the later crops and left out of the later masks, so each pixel belongs to at most
+one person. A detection whose crop yields no person, or only pixels already taken, is dropped
+(the segmenter's own detector and landmark model confirm each detection). The people, largest
+mask box first (the nearest, for people of similar height), get ids from a
+:class:`~monoport_ros.core.tracking.PersonTracker`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .camera import PersonCrop
+from .detection import Detection, PersonDetector, window_around
+from .preprocess import check_rgb
+from .segmentation import PersonSegmenter
+from .tracking import PersonTracker
+
+CROP_SIZE = 256          # side of the upscaled crop given to the segmenter
+CROP_MARGINS = (1.15, 1.8, 0.85)  # crop side / body size: first try, then wider, then tighter
+MIN_MASK_FRACTION = 0.01  # a mask smaller than this share of its crop is no person
+MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a duplicate
+PAINT = 127              # value of the pixels of earlier people in later crops
+MAX_HIP_GAP = 0.35       # the mask must reach within this share of the body size of the hip
+MIN_HEIGHT = 0.3         # the mask's height must be at least this share of the body size
+
+
+@dataclass
+class FoundPerson:
+    """
+    One person in the frame.
+
+    ``box`` is the mask's x0, y0, x1, y1 (pixels, end exclusive), ``mask`` the (H, W) boolean
+    instance mask, ``crop`` the square crop the segmenter saw, ``keypoints`` the detector's (4, 2)
+    mid-hip, body scale point, mid-shoulder and upper-body scale point (pixels), ``track_id`` the
+    tracker's id (0 without tracking).
+    """
+
+    box: np.ndarray
+    mask: np.ndarray
+    crop: PersonCrop
+    keypoints: np.ndarray
+    score: float
+    track_id: int = 0
+
+    @property
+    def height_px(self) -> int:
+        """Height of the mask's box in pixels."""
+        return int(self.box[3] - self.box[1])
+
+
+def _mask_box(mask: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+
+
+def _component_at(mask: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Return the 8-connected region of ``mask`` at ``point`` (x, y), else the largest near it."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask, bool)
+    x = int(np.clip(round(point[0]), 0, mask.shape[1] - 1))
+    y = int(np.clip(round(point[1]), 0, mask.shape[0] - 1))
+    if labels[y, x]:
+        return labels == labels[y, x]
+    ys, xs = np.nonzero(labels)
+    d2 = (xs - point[0]) ** 2 + (ys - point[1]) ** 2
+    near = labels[ys, xs][d2 <= d2.min() + (0.1 * np.sqrt(mask.sum())) ** 2]
+    best = max(set(near.tolist()), key=lambda k: stats[k, cv2.CC_STAT_AREA])
+    return labels == best
+
+
+class PeopleFinder:
+    """
+    Image in, people out: ``find(rgb)`` returns up to ``max_people`` :class:`FoundPerson`.
+
+    ``tiles_per_frame`` None scans every tile of the detector in every frame; a number makes a
+    video mode that scans the whole frame, a window around each tracked person and that many
+    tiles per frame, going round the tiles over successive frames (a new far person is found
+    within a few frames, at a fraction of the cost). ``track`` False gives every person id 0.
+    """
+
+    def __init__(self, max_people: int = 3, detector: PersonDetector | None = None,
+                 segmenter: PersonSegmenter | None = None, track: bool = True,
+                 max_missed: int = 5, tiles_per_frame: int | None = None,
+                 crop_size: int = CROP_SIZE) -> None:
+        if max_people < 1:
+            raise ValueError(f'max_people must be >= 1, got {max_people}')
+        self.max_people = int(max_people)
+        self.detector = detector if detector is not None else PersonDetector()
+        self._own_segmenter = segmenter is None
+        self.segmenter = segmenter if segmenter is not None else PersonSegmenter('pose')
+        self.tracker = PersonTracker(max_missed) if track else None
+        self.tiles_per_frame = tiles_per_frame
+        self.crop_size = int(crop_size)
+        self._cursor = 0
+
+    def _windows(self, width: int, height: int) -> list[tuple[int, int, int]] | None:
+        if self.tiles_per_frame is None:
+            return None
+        tiles = self.detector.windows(width, height)[1:]
+        wins = [(0, 0, 0)]
+        if self.tracker is not None:
+            wins += [window_around(b, width, height) for b in self.tracker.active_boxes()]
+        if tiles:
+            n = min(self.tiles_per_frame, len(tiles))
+            wins += [tiles[(self._cursor + i) % len(tiles)] for i in range(n)]
+            self._cursor = (self._cursor + n) % len(tiles)
+        return wins
+
+    def _segment(self, rgb: np.ndarray, det: Detection, taken: np.ndarray
+                 ) -> tuple[np.ndarray, PersonCrop] | None:
+        # MediaPipe's pose graph sometimes finds nobody in a crop that holds a neighbour too (a
+        # tighter crop leaves them out) or when the detector's body size is short (a wider one)
+        for margin in CROP_MARGINS:
+            crop = PersonCrop(float(det.centre[0]), float(det.centre[1]),
+                              max(det.body_size * margin, 16.0))
+            found = self._segment_crop(rgb, det, taken, crop)
+            if found is not None:
+                return found, crop
+        return None
+
+    def _segment_crop(self, rgb: np.ndarray, det: Detection, taken: np.ndarray,
+                      crop: PersonCrop) -> np.ndarray | None:
+        h, w = rgb.shape[:2]
+        size = self.crop_size
+        m = crop.affine(size)
+        view = rgb.copy()
+        view[taken] = PAINT
+        image = cv2.warpAffine(view, m, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(PAINT,) * 3)
+        prob = self.segmenter.probability(image)
+        if (prob > self.segmenter.threshold).mean() < MIN_MASK_FRACTION:
+            return None
+        back = cv2.warpAffine(prob, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        raw = back > self.segmenter.threshold
+        if not raw.any():
+            return None
+        if (raw & taken).sum() > MAX_TAKEN * raw.sum():
+            return None
+        mask = _component_at(raw & ~taken, det.centre)
+        if mask.sum() < MIN_MASK_FRACTION * (crop.side ** 2) * 0.5:
+            return None
+        # the segmenter found someone, but is it this detection's person? (a false detection's
+        # crop often holds part of a real person nearby)
+        ys, xs = np.nonzero(mask)
+        gap = np.sqrt(((xs - det.centre[0]) ** 2 + (ys - det.centre[1]) ** 2).min())
+        if gap > MAX_HIP_GAP * det.body_size or np.ptp(ys) + 1 < MIN_HEIGHT * det.body_size:
+            return None
+        return mask
+
+    def find(self, rgb: np.ndarray) -> list[FoundPerson]:
+        """People in ``rgb`` ((H, W, 3) uint8 RGB), largest first, at most ``max_people``."""
+        check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        dets = self.detector.detect(rgb, self._windows(w, h))
+        taken = np.zeros((h, w), bool)
+        people: list[FoundPerson] = []
+        for det in dets:                         # largest body first
+            if len(people) >= self.max_people:
+                break
+            found = self._segment(rgb, det, taken)
+            if found is None:
+                continue
+            mask, crop = found
+            taken |= mask
+            people.append(FoundPerson(_mask_box(mask), mask, crop, det.keypoints, det.score))
+        people.sort(key=lambda p: -p.height_px)
+        if self.tracker is not None:
+            ids = self.tracker.update(np.array([p.box for p in people], np.float64))
+            for p, i in zip(people, ids):
+                p.track_id = i
+        return people
+
+    @property
+    def ended(self) -> list[int]:
+        """Track ids that ended in the last :meth:`find` (for DELETE markers)."""
+        return list(self.tracker.ended) if self.tracker is not None else []
+
+    def close(self) -> None:
+        """Release the segmenter if this finder made it."""
+        if self._own_segmenter:
+            self.segmenter.close()
