@@ -10,7 +10,8 @@ import torch
 
 from monoport_ros.core import body_pose
 from monoport_ros.core.body_pose import (BONES, FEATURES_PER_BONE, MIRRORED, N_BONE_FEATURES,
-                                         BodyPose, bone_features, map_pose, mirror_pose)
+                                         BodyPose, bone_features, map_pose, mirror_pose,
+                                         model_depth)
 from monoport_ros.core.camera import PersonCrop
 from monoport_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
@@ -25,7 +26,7 @@ TINY = {'image_size': 32, 'stem_channels': 8, 'branch_channels': [8, 16],
 
 
 def standing_pose(vis: float = 1.0) -> torch.Tensor:
-    """A (1, 33, 4) pose array: a stick figure standing in the crop, every landmark at ``vis``."""
+    """Return a (1, 33, 4) pose array: a stick figure in the crop, every landmark at ``vis``."""
     p = torch.zeros(1, 33, 4)
     p[..., 3] = vis
     for i, (x, y, z) in {0: (0, 0.7, 0.1), 11: (0.2, 0.5, 0), 12: (-0.2, 0.5, 0),
@@ -58,6 +59,24 @@ def test_landmarks_map_into_the_crop_like_the_image():
     broken = lm.copy()
     broken[5] = np.nan
     assert not BodyPose(broken, vis).to_model(crop)[5].any()    # a NaN landmark is unseen
+
+
+def test_depth_comes_from_the_world_landmarks_on_the_image_scale():
+    rng = np.random.default_rng(3)
+    world = rng.normal(0, 0.3, (33, 3)).astype(np.float32)
+    world[[23, 24]] = [[0.1, 0.0, 0.05], [-0.1, 0.0, -0.05]]     # centred on the hips
+    crop = PersonCrop(cx=200.0, cy=150.0, side=300.0)
+    px_per_m = 120.0            # image: x right, y down as in the world frame, 120 px a metre
+    lm = np.zeros((33, 3), np.float32)
+    lm[:, 0] = 210.0 + world[:, 0] * px_per_m
+    lm[:, 1] = 160.0 + world[:, 1] * px_per_m
+    lm[:, 2] = world[:, 2] * px_per_m * 3.0        # the image z: too deep
+    arr = BodyPose(lm, np.ones(33, np.float32), world).to_model(crop)
+    model_per_m = px_per_m / 150.0
+    np.testing.assert_allclose(arr[:, 2], -world[:, 2] * model_per_m, atol=1e-5)
+    no_world = BodyPose(lm, np.ones(33, np.float32)).to_model(crop)
+    np.testing.assert_allclose(no_world[:, 2], -lm[:, 2] / 150.0, atol=1e-5)
+    np.testing.assert_allclose(model_depth(no_world, None), no_world[:, 2])
 
 
 def test_segmenter_returns_landmarks_on_the_person():
@@ -216,7 +235,7 @@ def test_training_sample_carries_landmarks_and_dropout_drops_them():
 
 
 def pose_net() -> MonoPortNet:
-    """The shipped model widened with pose inputs, their weights small but not zero."""
+    """Return the shipped model widened with pose inputs, their weights small but not zero."""
     old = load_checkpoint(DEFAULT_MODEL)
     net = MonoPortNet(dataclasses.replace(old.cfg, pose_features='bones'))
     net.load_state_dict(add_pose_inputs(old.state_dict(), net))

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from .body_pose import N_LANDMARKS, mirror_pose
+from .body_pose import N_LANDMARKS, mirror_pose, model_depth
 
 Z_CENTERS = ('surface_median', 'data')    # depth origin of a sample's points (prepare_sample)
 
@@ -137,6 +137,8 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
     # BlazePose's landmarks keep their own depth origin (the hips), as at inference
     pose = sample['pose'].astype(np.float32).copy() if 'pose' in sample else \
         np.zeros((N_LANDMARKS, 4), np.float32)
+    if 'pose_world' in sample:          # depth as BodyPose.to_model makes it at inference
+        pose[:, 2] = model_depth(pose, sample['pose_world'])
     if z_center == 'surface_median':
         zc = float(np.median(cpts[:, 2])) if len(cpts) else 0.0
         pts[:, 2] -= zc
