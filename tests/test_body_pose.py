@@ -11,7 +11,7 @@ import torch
 from monoport_ros.core import body_pose
 from monoport_ros.core.body_pose import (BONES, FEATURES_PER_BONE, MIRRORED, N_BONE_FEATURES,
                                          BodyPose, bone_features, map_pose, mirror_pose,
-                                         model_depth)
+                                         model_depth, skeleton)
 from monoport_ros.core.camera import PersonCrop
 from monoport_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
@@ -39,9 +39,10 @@ def standing_pose(vis: float = 1.0) -> torch.Tensor:
     return p
 
 
-def bone_columns(name: tuple[int, int]) -> slice:
+def bone_columns(name: tuple[int, int]) -> list[int]:
+    """Columns of a bone's distance, position along and depth offset."""
     k = BONES.index(name)
-    return slice(k * FEATURES_PER_BONE, (k + 1) * FEATURES_PER_BONE)
+    return [k + i * len(BONES) for i in range(FEATURES_PER_BONE)]
 
 
 def test_landmarks_map_into_the_crop_like_the_image():
@@ -128,6 +129,7 @@ def test_invisible_landmarks_zero_their_bones_and_no_pose_zeroes_all():
     assert f.shape[-1] == N_BONE_FEATURES and torch.all(f[:, -1] == 1)
     for none in (None, standing_pose(vis=0.0)):
         assert not bone_features(pts, none).any()           # features and flag zero
+    assert torch.equal(bone_features(pts, skeleton(pose)), bone_features(pts, pose))
 
 
 def test_mirrored_view_sees_the_mirrored_pose():

@@ -16,6 +16,7 @@ compact skeleton (:data:`BONES`); an all-zero visibility means "no pose" and giv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -136,39 +137,59 @@ def map_pose(pose: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> t
     return out
 
 
-def bone_features(points: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
+class Skeleton(NamedTuple):
+    """The bones of a batch of poses, ready for :func:`bone_features` (one per frame)."""
+
+    joints_t: torch.Tensor      # (B, 3, 2K): bone vectors ab, then start points a (transposed)
+    a_ab: torch.Tensor          # (B, 1, K) a . ab
+    a2: torch.Tensor            # (B, 1, K) |a|^2
+    len2: torch.Tensor          # (B, 1, K) |ab|^2
+    az: torch.Tensor            # (B, 1, K) z of a
+    abz: torch.Tensor           # (B, 1, K) z of ab
+    gate: torch.Tensor          # (B, 1, 3K + 1) visibility weights of the features, and 1
+    present: torch.Tensor       # (B, 1, 1) 1 where the pose has a visible bone
+
+
+def skeleton(pose: torch.Tensor) -> Skeleton:
+    """Bones of pose arrays (B, 33, 4): the per-frame part of :func:`bone_features`."""
+    mids = torch.stack([pose[:, [11, 12]].mean(1), pose[:, [23, 24]].mean(1)], dim=1)
+    mids[..., 3] = torch.minimum(pose[:, [11, 23], 3], pose[:, [12, 24], 3])
+    joints = torch.cat([pose, mids], dim=1)                     # (B, 35, 4)
+    ja, jb = joints[:, _BONE_A.to(pose.device)], joints[:, _BONE_B.to(pose.device)]
+    a, ab = ja[..., :3], jb[..., :3] - ja[..., :3]              # (B, K, 3)
+    vis = torch.minimum(ja[..., 3], jb[..., 3])
+    gate = torch.where(vis >= MIN_VISIBILITY, vis, torch.zeros_like(vis))   # (B, K)
+    present = (gate > 0).any(-1).to(pose.dtype)[:, None, None]
+    ones = torch.ones_like(present[:, 0])
+    return Skeleton(torch.cat([ab, a], dim=1).transpose(1, 2), (a * ab).sum(-1)[:, None],
+                    (a * a).sum(-1)[:, None], (ab * ab).sum(-1).clamp(min=1e-8)[:, None],
+                    a[..., 2][:, None], ab[..., 2][:, None],
+                    torch.cat([gate.repeat(1, FEATURES_PER_BONE), ones], dim=-1)[:, None],
+                    present)
+
+
+def bone_features(points: torch.Tensor, pose: torch.Tensor | Skeleton | None) -> torch.Tensor:
     """
     Features (B, N, N_BONE_FEATURES) of model-space ``points`` (B, N, 3) relative to ``pose``.
 
+    ``pose``: pose arrays (B, 33, 4), their :func:`skeleton` (computed once per frame), or None.
     For each bone of :data:`BONES`, from joint a to joint b: the distance from the point to the
     segment, the position ``t`` of the closest point along it (0 at a, 1 at b) and the point's
-    depth offset from that closest point (z, towards the camera); then a "pose present" flag.
+    depth offset from that closest point (z, towards the camera); the features come grouped by
+    kind (all distances, then all ``t``, then all depth offsets), then a "pose present" flag.
     A bone's features are multiplied by the weaker visibility of its ends and are zero below
     MIN_VISIBILITY; ``pose`` None (or all invisible) gives all zeros. Vectorised: the pairwise
-    products come from two batched matrix products, so the cost is a few (B, N, bones) tensors.
+    products come from one batched matrix product, the rest are a few (B, N, bones) tensors.
     """
     b, n, _ = points.shape
     if pose is None:
         return points.new_zeros(b, n, N_BONE_FEATURES)
-    pose = pose.to(points)
-    mids = torch.stack([pose[:, [11, 12]].mean(1), pose[:, [23, 24]].mean(1)], dim=1)
-    mids[..., 3] = torch.minimum(pose[:, [11, 23], 3], pose[:, [12, 24], 3])
-    joints = torch.cat([pose, mids], dim=1)                     # (B, 35, 4)
-    ja, jb = joints[:, _BONE_A.to(points.device)], joints[:, _BONE_B.to(points.device)]
-    a, ab = ja[..., :3], jb[..., :3] - ja[..., :3]              # (B, K, 3)
-    vis = torch.minimum(ja[..., 3], jb[..., 3])
-    gate = torch.where(vis >= MIN_VISIBILITY, vis, torch.zeros_like(vis))   # (B, K)
-    len2 = (ab * ab).sum(-1).clamp(min=1e-8)
-    p_ab = points @ ab.transpose(1, 2)                          # (B, N, K)
-    p_a = points @ a.transpose(1, 2)
-    a_ab = (a * ab).sum(-1)[:, None]
-    rel = p_ab - a_ab                                           # (p - a) . ab
-    t = (rel / len2[:, None]).clamp(0.0, 1.0)
-    pa2 = (points * points).sum(-1, keepdim=True) - 2 * p_a + (a * a).sum(-1)[:, None]
-    dist2 = pa2 - 2 * t * rel + t * t * len2[:, None]
-    dist = dist2.clamp(min=0.0).sqrt()
-    dz = points[..., 2:3] - a[..., 2][:, None] - t * ab[..., 2][:, None]
-    g = gate[:, None]
-    present = (gate > 0).any(-1).to(points.dtype)[:, None, None].expand(b, n, 1)
-    return torch.cat([torch.stack([dist * g, t * g, dz * g], dim=-1).reshape(b, n, -1),
-                      present], dim=-1)
+    sk = pose if isinstance(pose, Skeleton) else skeleton(pose.to(points))
+    k = sk.a_ab.shape[-1]
+    p_ab, p_a = (points @ sk.joints_t).split(k, dim=-1)         # (B, N, K) each
+    rel = p_ab - sk.a_ab                                        # (p - a) . ab
+    t = (rel / sk.len2).clamp(0.0, 1.0)
+    dist2 = (points * points).sum(-1, keepdim=True) - 2 * p_a + sk.a2 - t * (2 * rel - t * sk.len2)
+    dz = points[..., 2:3] - sk.az - t * sk.abz
+    flag = sk.present.expand(b, n, 1)
+    return torch.cat([dist2.clamp(min=0.0).sqrt(), t, dz, flag], dim=-1) * sk.gate

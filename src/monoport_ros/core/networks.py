@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .body_pose import N_BONE_FEATURES, bone_features
+from .body_pose import N_BONE_FEATURES, Skeleton, bone_features
 from .config import NetworkConfig
 
 LOG = logging.getLogger(__name__)
@@ -488,7 +488,7 @@ class MonoPortNet(nn.Module):
                           soft_z(points[..., 2].to(features.dtype), self.cfg.softz_bins)], dim=-1)
 
     def _surface_input(self, features: torch.Tensor, points: torch.Tensor,
-                       pose: torch.Tensor | None) -> torch.Tensor:
+                       pose: torch.Tensor | Skeleton | None) -> torch.Tensor:
         x = self._point_input(features, points)
         if not self.pose_dim:
             return x
@@ -503,12 +503,13 @@ class MonoPortNet(nn.Module):
         return torch.cat([fn(p) for p in points.split(POINT_CHUNK, dim=1)], dim=1)
 
     def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor,
-                         pose: torch.Tensor | None = None) -> torch.Tensor:
+                         pose: torch.Tensor | Skeleton | None = None) -> torch.Tensor:
         """
         Inside/outside logits (B, N) at model-space ``points`` (B, N, 3).
 
-        ``pose``: pose arrays (B, 33, 4) in model space (:mod:`core.body_pose`), None for none;
-        ignored by a network without pose features.
+        ``pose``: pose arrays (B, 33, 4) in model space (:mod:`core.body_pose`) or their
+        ``skeleton`` (once per frame: cheaper over many calls), None for none; ignored by a
+        network without pose features.
         """
         return self._in_chunks(
             lambda p: self._run_mlp(self.surface_mlp,
@@ -516,7 +517,7 @@ class MonoPortNet(nn.Module):
             points)
 
     def occupancy(self, features: torch.Tensor, points: torch.Tensor,
-                  pose: torch.Tensor | None = None) -> torch.Tensor:
+                  pose: torch.Tensor | Skeleton | None = None) -> torch.Tensor:
         """Inside probability (B, N) at ``points`` (``pose`` as in :meth:`occupancy_logits`)."""
         return torch.sigmoid(self.occupancy_logits(features, points, pose))
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .averaging import averaged_views, view_images, view_point_maps
-from .body_pose import BodyPose, map_pose
+from .body_pose import BodyPose, map_pose, skeleton
 from .camera import PersonCrop
 from .completion import fill_silhouette
 from .config import MonoPortConfig, view_yaw
@@ -342,10 +342,11 @@ class Reconstructor:
         net = self.geo_net
         pose = pose_views = None
         model_pose = frame.model_pose() if net.pose_dim else None
-        if model_pose is not None:
+        if model_pose is not None:     # the bones once per frame, not per network call
             pose = torch.from_numpy(model_pose)[None].to(dev)
             if len(views) > 1:          # each view sees the pose where its map puts it
-                pose_views = map_pose(pose, view_scale, view_offset)
+                pose_views = skeleton(map_pose(pose, view_scale, view_offset))
+            pose = skeleton(pose)
         t2 = time.perf_counter()
 
         def query(pts: torch.Tensor) -> torch.Tensor:
