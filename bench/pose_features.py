@@ -4,8 +4,9 @@ Benchmark: the CPU cost of the body pose prior in the geometry stage (surface en
 The shipped model against the same model widened with ``pose_features='bones'`` (zero pose
 weights: the same surface, so the same queries), on the sample images segmented once (the
 landmarks of the pose graph), one torch thread, the two nets alternating so that both see the same
-machine load. Prints one JSON line: median geometry-stage ms per frame of each, the difference,
-the queries per frame and the bone features' own time per 8192-point chunk.
+machine load. Prints one JSON line: median geometry-stage ms per frame of each (wall clock and
+process CPU time), the differences, the queries per frame and the bone features' own time per
+8192-point chunk.
 """
 from __future__ import annotations
 
@@ -50,15 +51,17 @@ def main() -> None:
         rgb = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
         frames.append(recs['shipped'].prepare(rgb))
     times: dict[str, list[float]] = {k: [] for k in recs}
+    cpu: dict[str, list[float]] = {k: [] for k in recs}
     queries: dict[str, list[int]] = {k: [] for k in recs}
     for frame in frames:
         for name, rec in recs.items():      # warm up
             rec.recycle(rec.geometry(frame))
         for _ in range(args.repeats):
             for name, rec in recs.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 geo = rec.geometry(frame)
                 times[name].append((time.perf_counter() - t0) * 1e3)
+                cpu[name].append((time.process_time() - c0) * 1e3)
                 queries[name].append(geo.volume.queries)
                 rec.recycle(geo)
     pts = torch.rand(1, 8192, 3) * 2 - 1
@@ -69,12 +72,15 @@ def main() -> None:
         bone_features(pts, pose)
         chunk.append((time.perf_counter() - t0) * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     print(json.dumps({
         'resolution': args.resolution, 'arithmetic': recs['pose'].arithmetic[0],
         'frames': len(frames), 'repeats': args.repeats,
         'landmarks_found': sum(f.pose is not None for f in frames),
         'geometry_ms_median': {k: round(v, 1) for k, v in med.items()},
         'extra_ms': round(med['pose'] - med['shipped'], 1),
+        'geometry_cpu_ms_median': {k: round(v, 1) for k, v in med_cpu.items()},
+        'extra_cpu_ms': round(med_cpu['pose'] - med_cpu['shipped'], 1),
         'queries_per_frame': {k: int(statistics.mean(v)) for k, v in queries.items()},
         'bone_features_ms_per_8192': round(statistics.median(chunk), 2)}))
 
