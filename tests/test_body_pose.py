@@ -232,8 +232,14 @@ def test_training_sample_carries_landmarks_and_dropout_drops_them():
     some = collate([plain] * 400, rng, 8, 4, 0.0, pose_dropout=0.2)
     share = float((some['pose'][..., 3].sum(-1) == 0).float().mean())
     assert 0.12 < share < 0.28
-    old = {k: v for k, v in plain.items() if k != 'pose'}     # an older data set: no landmarks
-    assert not collate([old], rng, 8, 4, 0.0)['pose'].any()
+    old = {k: v for k, v in sample.items() if k != 'pose'}    # an older data set: no landmarks
+    old = prepare_sample(old, 32, rng, None)
+    assert 'pose' not in old
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    batch = collate([old] * 4, a, 8, 4, 0.0, pose_dropout=0.5)
+    assert not batch['pose'].any()
+    collate([old] * 4, b, 8, 4, 0.0, pose_dropout=0.0)
+    assert a.random() == b.random()     # no draws for the dropout: old runs replay the same
 
 
 def pose_net() -> MonoPortNet:

@@ -134,8 +134,10 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
     pts = sample['points'].astype(np.float32).copy()
     cpts = sample['color_points'].astype(np.float32).copy()
     cols = sample['colors'].astype(np.float32) / 255.0
-    # BlazePose's landmarks keep their own depth origin (the hips), as at inference
-    pose = sample['pose'].astype(np.float32).copy() if 'pose' in sample else \
+    # BlazePose's landmarks keep their own depth origin (the hips), as at inference; samples of
+    # older data sets have none (a dummy here, dropped again below)
+    has_pose = 'pose' in sample
+    pose = sample['pose'].astype(np.float32).copy() if has_pose else \
         np.zeros((N_LANDMARKS, 4), np.float32)
     if 'pose_world' in sample:          # depth as BodyPose.to_model makes it at inference
         pose[:, 2] = model_depth(pose, sample['pose_world'])
@@ -185,9 +187,11 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
                 img[ring] = np.clip(colour + noise, 0, 1)
                 mask = grown
     img = img * mask[..., None]
-    return {'image': img.astype(np.float32), 'mask': mask, 'points': pts,
-            'labels': sample['labels'].astype(np.float32), 'color_points': cpts, 'colors': cols,
-            'pose': pose}
+    out = {'image': img.astype(np.float32), 'mask': mask, 'points': pts,
+           'labels': sample['labels'].astype(np.float32), 'color_points': cpts, 'colors': cols}
+    if has_pose:
+        out['pose'] = pose
+    return out
 
 
 DEPTH_CELL_PX = 8           # columns of this many crop pixels share one depth range
@@ -256,7 +260,8 @@ def collate(items: list[dict[str, np.ndarray]], rng: np.random.Generator, n_poin
     Stack prepared samples into tensors, subsampling ``n_points`` / ``n_color`` points each.
 
     ``pose`` (B, 33, 4): each sample's pose array, or with probability ``pose_dropout`` none (all
-    zero: the network also learns frames without landmarks).
+    zero: the network also learns frames without landmarks); none for a sample without one (and
+    no random draw: older data sets replay the same batches).
     """
     imgs, pts, labs, cpts, cols, poses = [], [], [], [], [], []
     for it in items:
