@@ -70,6 +70,11 @@ class PersonCrop:
         half = self.side / 2.0
         return np.stack([self.cx + xy[..., 0] * half, self.cy - xy[..., 1] * half], axis=-1)
 
+    def pixels_to_model(self, uv: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`model_to_pixels`: continuous pixel ``(u, v)`` -> model ``(x, y)``."""
+        half = self.side / 2.0
+        return np.stack([(uv[..., 0] - self.cx) / half, (self.cy - uv[..., 1]) / half], axis=-1)
+
 
 @dataclass(frozen=True)
 class OrthoCamera:

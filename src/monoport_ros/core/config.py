@@ -38,6 +38,11 @@ class NetworkConfig:
     hg_depth: int = 2                           # pifu: recursion depth of each hourglass
     color_blocks: int = 6                       # pifu: residual blocks of the colour encoder
     align_corners: bool = False                 # feature sampling convention (PIFu weights: True)
+    # body pose prior of the surface MLP: 'none', or 'bones' (features of each query point
+    # relative to BlazePose's skeleton, see core.body_pose, through a linear layer of
+    # pose_channels outputs beside the image feature and Soft-Z)
+    pose_features: str = 'none'
+    pose_channels: int = 16
 
     @staticmethod
     def preset(name: str) -> 'NetworkConfig':

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .body_pose import N_BONE_FEATURES, Skeleton, bone_features
 from .config import NetworkConfig
 
 LOG = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ class ResNetEncoder(nn.Module):
 
 
 ENCODERS = {'hrnet': (HRNetEncoder, HRNetEncoder), 'pifu': (HourglassEncoder, ResNetEncoder)}
+POSE_FEATURES = ('none', 'bones')
 
 
 def soft_z(z: torch.Tensor, bins: int) -> torch.Tensor:
@@ -387,8 +389,15 @@ class MonoPortNet(nn.Module):
             raise ValueError(f'unknown encoder {cfg.encoder!r}; '
                              f'expected one of {sorted(ENCODERS)}')
         surface_cls, color_cls = ENCODERS[cfg.encoder]
+        if cfg.pose_features not in POSE_FEATURES:
+            raise ValueError(f'unknown pose_features {cfg.pose_features!r}; '
+                             f'expected one of {POSE_FEATURES}')
         self.surface_encoder = surface_cls(cfg, 3, cfg.feature_channels)
-        self.surface_mlp = PointMLP(cfg.feature_channels + zdim, cfg.surface_mlp, 1, cfg.mlp_skip)
+        # the pose channels come last in the surface MLP's input (warm starts add them as zeros)
+        self.pose_dim = cfg.pose_channels if cfg.pose_features == 'bones' else 0
+        self.pose_encoder = nn.Linear(N_BONE_FEATURES, self.pose_dim) if self.pose_dim else None
+        self.surface_mlp = PointMLP(cfg.feature_channels + zdim + self.pose_dim, cfg.surface_mlp,
+                                    1, cfg.mlp_skip)
         self.color_encoder = color_cls(cfg, 3, cfg.color_feature_channels)
         self.color_mlp = PointMLP(cfg.color_feature_channels + cfg.feature_channels + zdim,
                                   cfg.color_mlp, 3, cfg.mlp_skip)
@@ -401,8 +410,9 @@ class MonoPortNet(nn.Module):
         """
         Run the encoders and MLPs in ``dtype`` (e.g. ``torch.bfloat16``); return self.
 
-        Feature sampling, the depth code and all outputs stay float32: point coordinates in
-        bfloat16 would be rounded by up to a 512^3 voxel.
+        Feature sampling, the depth code, the pose features (and their small linear layer) and
+        all outputs stay float32: point coordinates in bfloat16 would be rounded by up to a
+        512^3 voxel.
         """
         for module in (self.surface_encoder, self.surface_mlp, self.color_encoder,
                        self.color_mlp):
@@ -477,6 +487,14 @@ class MonoPortNet(nn.Module):
         return torch.cat([sample_features(features, points[..., :2], self.cfg.align_corners),
                           soft_z(points[..., 2].to(features.dtype), self.cfg.softz_bins)], dim=-1)
 
+    def _surface_input(self, features: torch.Tensor, points: torch.Tensor,
+                       pose: torch.Tensor | Skeleton | None) -> torch.Tensor:
+        x = self._point_input(features, points)
+        if not self.pose_dim:
+            return x
+        code = self.pose_encoder(bone_features(points, pose))
+        return torch.cat([x, F.leaky_relu(code, 0.01)], dim=-1)
+
     def _in_chunks(self, fn: Callable[[torch.Tensor], torch.Tensor],
                    points: torch.Tensor) -> torch.Tensor:
         """``fn`` over (B, N, 3) ``points``; on CPU at inference in chunks of POINT_CHUNK."""
@@ -484,15 +502,24 @@ class MonoPortNet(nn.Module):
             return fn(points)
         return torch.cat([fn(p) for p in points.split(POINT_CHUNK, dim=1)], dim=1)
 
-    def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Inside/outside logits (B, N) at model-space ``points`` (B, N, 3)."""
+    def occupancy_logits(self, features: torch.Tensor, points: torch.Tensor,
+                         pose: torch.Tensor | Skeleton | None = None) -> torch.Tensor:
+        """
+        Inside/outside logits (B, N) at model-space ``points`` (B, N, 3).
+
+        ``pose``: pose arrays (B, 33, 4) in model space (:mod:`core.body_pose`) or their
+        ``skeleton`` (once per frame: cheaper over many calls), None for none; ignored by a
+        network without pose features.
+        """
         return self._in_chunks(
-            lambda p: self._run_mlp(self.surface_mlp, self._point_input(features, p))[..., 0],
+            lambda p: self._run_mlp(self.surface_mlp,
+                                    self._surface_input(features, p, pose))[..., 0],
             points)
 
-    def occupancy(self, features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Inside probability (B, N) at ``points``."""
-        return torch.sigmoid(self.occupancy_logits(features, points))
+    def occupancy(self, features: torch.Tensor, points: torch.Tensor,
+                  pose: torch.Tensor | Skeleton | None = None) -> torch.Tensor:
+        """Inside probability (B, N) at ``points`` (``pose`` as in :meth:`occupancy_logits`)."""
+        return torch.sigmoid(self.occupancy_logits(features, points, pose))
 
     def color(self, surface_features: torch.Tensor, color_features: torch.Tensor,
               points: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .averaging import averaged_views, view_images, view_point_maps
+from .body_pose import BodyPose, map_pose, skeleton
 from .camera import PersonCrop
 from .completion import fill_silhouette
 from .config import check_startup_fields, MonoPortConfig, view_yaw
@@ -137,6 +138,13 @@ class PreparedFrame:
     crop: PersonCrop | None = None
     person_height_px: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pose: BodyPose | None = None        # the segmenter's landmarks (image pixels); None: none
+
+    def model_pose(self) -> np.ndarray | None:
+        """Return the pose array (33, 4) in the crop's model space (None: no crop or landmarks)."""
+        if self.pose is None or self.crop is None:
+            return None
+        return self.pose.to_model(self.crop)
 
 
 @dataclass
@@ -268,20 +276,25 @@ class Reconstructor:
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """Boolean mask of the main (largest) person."""
+        return self.segment_with_pose(rgb)[0]
+
+    def segment_with_pose(self, rgb: np.ndarray) -> tuple[np.ndarray, BodyPose | None]:
+        """Boolean mask of the main person and its body pose (None: no landmarks)."""
         if not self.config.segmentation:
-            return largest_component(rgb.max(axis=2) > PREMASKED_LEVEL)
+            return largest_component(rgb.max(axis=2) > PREMASKED_LEVEL), None
         if self._segmenter is None:
             from .segmentation import PersonSegmenter
             self._segmenter = PersonSegmenter(model=self.config.segmentation_model,
                                               video=self.config.segmentation_tracking)
-        return self._segmenter.segment(rgb)
+        found = self._segmenter.segment_with_pose(rgb)
+        return found.mask, found.pose
 
     def prepare(self, rgb: np.ndarray) -> PreparedFrame:
-        """Segmentation and person crop (the first stage; CPU only)."""
+        """Segmentation, body pose and person crop (the first stage; CPU only)."""
         check_image(rgb, self.config.segmentation)
         t0 = time.perf_counter()
-        mask = self.segment(rgb)
-        frame = PreparedFrame(mask)
+        mask, pose = self.segment_with_pose(rgb)
+        frame = PreparedFrame(mask, pose=pose)
         if mask.sum() >= 64:
             crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
             frame.crop_image, frame.crop_mask, frame.crop = crop_img, crop_mask, crop
@@ -324,8 +337,15 @@ class Reconstructor:
             events[1].record(torch.cuda.current_stream(dev))
         hull_np = visual_hull_mask(crop_mask)
         hull = torch.from_numpy(hull_np)[None, None].to(dev)
-        t2 = time.perf_counter()
         net = self.geo_net
+        pose = pose_views = None
+        model_pose = frame.model_pose() if net.pose_dim else None
+        if model_pose is not None:     # the bones once per frame, not per network call
+            pose = torch.from_numpy(model_pose)[None].to(dev)
+            if len(views) > 1:          # each view sees the pose where its map puts it
+                pose_views = skeleton(map_pose(pose, view_scale, view_offset))
+            pose = skeleton(pose)
+        t2 = time.perf_counter()
 
         def query(pts: torch.Tensor) -> torch.Tensor:
             pts = pts.to(dev)
@@ -334,9 +354,10 @@ class Reconstructor:
             if bool(in_hull.any()):     # the net is only asked inside the visual hull
                 p = pts[in_hull][None]
                 if len(views) > 1:      # each view sees the point where its map puts it
-                    out[in_hull] = net.occupancy(feats_all, p * view_scale + view_offset).mean(0)
+                    out[in_hull] = net.occupancy(feats_all, p * view_scale + view_offset,
+                                                 pose_views).mean(0)
                 else:
-                    out[in_hull] = net.occupancy(feats, p)[0]
+                    out[in_hull] = net.occupancy(feats, p, pose)[0]
             return out
 
         # the volume lives on the geometry device (the localization's bookkeeping runs there)

@@ -21,8 +21,11 @@ import atexit
 import threading
 import weakref
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from .body_pose import BodyPose
 from .preprocess import check_rgb, largest_component
 
 MODELS = ('pose', 'selfie')
@@ -36,6 +39,14 @@ def _close_live_segmenters() -> None:
     # tracking pose graph); closing the survivors here, before teardown, is clean.
     for segmenter in list(_LIVE):
         segmenter.close()
+
+
+@dataclass(frozen=True)
+class PersonSegmentation:
+    """What the segmentation stage finds in one image: the person's mask and body pose."""
+
+    mask: np.ndarray                    # (H, W) bool
+    pose: BodyPose | None = None        # landmarks in the image's pixels (None: none found)
 
 
 class PersonSegmenter:
@@ -73,8 +84,8 @@ class PersonSegmenter:
             self._graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
         _LIVE.add(self)
 
-    def probability(self, rgb: np.ndarray) -> np.ndarray:
-        """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
+    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, BodyPose | None]:
+        """Person probability (H, W) float32 and the body pose (None: no landmarks)."""
         check_rgb(rgb, MIN_SIDE)
         with self._lock:
             if self._graph is None:
@@ -88,10 +99,27 @@ class PersonSegmenter:
                 result = self._graph.process(image)
             self._tracking = (self.video and self.model == 'pose'
                               and result.segmentation_mask is not None)
+        pose = BodyPose.from_mediapipe(result, rgb.shape[1], rgb.shape[0]) \
+            if self.model == 'pose' else None
         prob = result.segmentation_mask
         if prob is None:                      # the pose model found nobody
-            return np.zeros(rgb.shape[:2], np.float32)
-        return np.asarray(prob, dtype=np.float32)
+            return np.zeros(rgb.shape[:2], np.float32), pose
+        return np.asarray(prob, dtype=np.float32), pose
+
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
+        return self._run(rgb)[0]
+
+    def segment_with_pose(self, rgb: np.ndarray) -> PersonSegmentation:
+        """
+        Return the main person's mask and body pose in ``rgb`` ((H, W, 3) uint8 RGB).
+
+        The mask as :meth:`segment`; the pose is None with the selfie model or where the graph
+        gave no landmarks.
+        """
+        prob, pose = self._run(rgb)
+        mask = prob > self.threshold
+        return PersonSegmentation(largest_component(mask) if self.keep_largest else mask, pose)
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """
@@ -100,8 +128,7 @@ class PersonSegmenter:
         The probability is thresholded and, with ``keep_largest``, only the largest connected
         region is kept. Raises ValueError for a wrong shape or dtype.
         """
-        mask = self.probability(rgb) > self.threshold
-        return largest_component(mask) if self.keep_largest else mask
+        return self.segment_with_pose(rgb).mask
 
     def close(self) -> None:
         """Release the MediaPipe graph; later calls to :meth:`segment` raise RuntimeError."""

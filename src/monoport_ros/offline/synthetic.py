@@ -24,6 +24,7 @@ from ..core.camera import OrthoCamera
 from ..core.o3d import o3d
 from .people import Person, make_person
 from ..core.preprocess import crop_person
+from ..core.segmentation import PersonSegmenter
 
 EVAL_SEED_OFFSET = 1_000_000       # eval subject numbers start here, training ones stay below
 BACKGROUNDS = ('flat', 'gradient', 'noise', 'clutter')
@@ -209,12 +210,15 @@ def make_training_sample(person: Person, yaw_deg: float, rng: np.random.Generato
                          image_size: int = 512, crop_size: int = 256, n_surface: int = 12000,
                          n_uniform: int = 2000, n_color: int = 4000,
                          mask_jitter: bool = True, camera_effects: bool = True,
-                         nthreads: int = 0) -> dict:
+                         nthreads: int = 0, segmenter: 'PersonSegmenter | None' = None) -> dict:
     """
     Make one network training sample of ``person`` at ``yaw_deg`` (arrays as in the npz files).
 
     ``mask_jitter`` erodes or dilates the mask by a pixel half of the time (an imperfect
-    segmenter); ``camera_effects`` adds mild blur and sensor noise half of the time each.
+    segmenter); ``camera_effects`` adds mild blur and sensor noise half of the time each. With a
+    ``segmenter`` (MediaPipe pose, the inference path) its landmarks on the whole rendered image
+    are stored too, mapped by the sample's crop: ``pose`` (33, 4) x, y, z, visibility in model
+    space (all zero when none were found) and ``pose_world`` (33, 3) metres.
     """
     r = render_person(person, yaw_deg, image_size, rng, nthreads=nthreads)
     mask = r['mask']
@@ -236,7 +240,16 @@ def make_training_sample(person: Person, yaw_deg: float, rng: np.random.Generato
     pts = np.concatenate([near, cam.model_to_metric(crop, uni_model)])
     labels = occupancy(v, f, pts, nthreads)
     cpts, cfid = sample_surface(v, f, n_color, rng)
-    return {'image': np.clip(crop_img * 255.0 + 0.5, 0, 255).astype(np.uint8),
+    pose_arrays = {}
+    if segmenter is not None:
+        found = segmenter.segment_with_pose(image).pose
+        pose_arrays = {
+            'pose': found.to_model(crop) if found is not None else np.zeros((33, 4), np.float32),
+            'pose_world': (found.world_landmarks if found is not None
+                           and found.world_landmarks is not None
+                           else np.zeros((33, 3), np.float32))}
+    return {**pose_arrays,
+            'image': np.clip(crop_img * 255.0 + 0.5, 0, 255).astype(np.uint8),
             'mask': (crop_mask > 0.5).astype(np.uint8),
             'points': cam.metric_to_model(crop, pts).astype(np.float32),
             'labels': labels.astype(np.uint8),
@@ -251,8 +264,9 @@ def subject_rng(seed: int, subject: int) -> np.random.Generator:
 
 def _write_subject(job: tuple) -> tuple[int, int, float]:
     """Worker: all views of one subject; returns (subject, files written, seconds)."""
-    out_dir, subject, seed, yaws, kw, nthreads = job
+    out_dir, subject, seed, yaws, kw, nthreads, landmarks = job
     t0 = time.perf_counter()
+    segmenter = _landmark_segmenter() if landmarks else None
     person = make_person(subject_rng(seed, subject))
     written = 0
     for yaw in yaws:
@@ -261,13 +275,24 @@ def _write_subject(job: tuple) -> tuple[int, int, float]:
             continue
         # one generator per view: a resumed run writes the same files as an uninterrupted one
         rng = np.random.default_rng([int(seed), int(subject), 1 + int(yaw)])
-        sample = make_training_sample(person, float(yaw), rng, nthreads=nthreads, **kw)
+        sample = make_training_sample(person, float(yaw), rng, nthreads=nthreads,
+                                      segmenter=segmenter, **kw)
         tmp = path.with_name(path.name + '.part')      # readers glob *.npz: not seen until done
         with open(tmp, 'wb') as fh:
             np.savez_compressed(fh, subject=np.int64(subject), yaw=np.float32(yaw), **sample)
         os.replace(tmp, path)
         written += 1
     return subject, written, time.perf_counter() - t0
+
+
+_SEGMENTER: list[PersonSegmenter] = []
+
+
+def _landmark_segmenter() -> PersonSegmenter:
+    """Return this process's MediaPipe pose graph for training landmarks."""
+    if not _SEGMENTER:
+        _SEGMENTER.append(PersonSegmenter('pose', video=False))
+    return _SEGMENTER[0]
 
 
 def _write_meta(out_dir: Path, meta: dict) -> None:
@@ -279,14 +304,16 @@ def _write_meta(out_dir: Path, meta: dict) -> None:
 def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_size: int = 512,
                        crop_size: int = 256, yaw_step: int = 10, n_surface: int = 12000,
                        n_uniform: int = 2000, n_color: int = 4000, workers: int = 1,
-                       verbose: bool = False) -> dict:
+                       verbose: bool = False, landmarks: bool = True) -> dict:
     """
     Write ``out_dir/samples/{subject:04d}_{yaw:03d}.npz`` and ``out_dir/meta.json``.
 
     Each npz holds ``image`` (crop, crop, 3) uint8 (masked crop, background 0), ``mask``
     (crop, crop) uint8, ``points`` (N, 3) float32 model space, ``labels`` (N,) uint8 (1 = inside),
     ``color_points`` (M, 3) float32, ``colors`` (M, 3) uint8, ``subject`` and ``yaw``.
-    Existing sample files are kept (a stopped run resumes). meta.json is rewritten after every
+    With ``landmarks`` each also holds ``pose`` and ``pose_world``: BlazePose's landmarks on the
+    whole render (see :func:`make_training_sample`). Existing sample files are kept (a stopped
+    run resumes). meta.json is rewritten after every
     subject, with ``complete`` false until the end. Returns the meta dict.
     """
     if n_subjects <= 0 or n_subjects >= EVAL_SEED_OFFSET:
@@ -305,14 +332,16 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
     meta = {'n_subjects': n_subjects, 'yaw_step': yaw_step, 'crop_size': crop_size,
             'image_size': image_size, 'seed': seed, 'n_samples': n_surface + n_uniform,
             'n_surface': n_surface, 'n_uniform': n_uniform, 'n_color': n_color,
-            'surface_sigmas_m': list(SURFACE_SIGMAS_M), 'yaws': yaws,
+            'surface_sigmas_m': list(SURFACE_SIGMAS_M), 'yaws': yaws, 'landmarks': landmarks,
             'subjects_done': [], 'n_files': 0, 'complete': False, 'seconds': 0.0,
             'format': 'samples/{subject:04d}_{yaw:03d}.npz: image, mask, points, labels, '
                       'color_points, colors, subject, yaw; points in model space [-1,1]^3 '
-                      '(x right, y up, z towards camera), labels 1 = inside, colors = albedo'}
+                      '(x right, y up, z towards camera), labels 1 = inside, colors = albedo; '
+                      'with landmarks also pose (33, 4: x, y, z, visibility in model space, '
+                      'BlazePose on the render) and pose_world (33, 3 m)'}
     t0 = time.perf_counter()
     nthreads = 1 if workers > 1 else 0
-    jobs = [(str(out), s, seed, yaws, kw, nthreads) for s in range(n_subjects)]
+    jobs = [(str(out), s, seed, yaws, kw, nthreads, landmarks) for s in range(n_subjects)]
     done: list[int] = []
 
     def record(result: tuple[int, int, float]) -> None:
@@ -382,7 +411,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     meta = write_training_set(args.out, args.subjects, args.seed, image_size=args.size,
                               crop_size=args.crop, yaw_step=args.yaw_step, workers=args.workers,
-                              verbose=True)
+                              verbose=True, landmarks=not args.no_landmarks)
     print(f'wrote {meta["n_files"]} samples to {args.out} in {meta["seconds"]} s')
     return 0
 
@@ -403,4 +432,6 @@ def register_cli(subparsers) -> None:
     p.add_argument('--workers', type=int, default=2, help='processes (1 = in process)')
     p.add_argument('--size', type=int, default=512, help='rendered image side (pixels)')
     p.add_argument('--crop', type=int, default=256, help='network input crop side (pixels)')
+    p.add_argument('--no-landmarks', action='store_true',
+                   help='do not run BlazePose on the renders (no pose arrays in the samples)')
     p.set_defaults(func=_cmd_train)

@@ -90,6 +90,9 @@ class TrainConfig:
     # fraction of them drawn just beyond the body's depth range (where slabs and puddles grow)
     # instead of uniformly in depth
     depth_negatives_near: float = 0.0
+    # chance that a training sample's landmarks are withheld (networks with pose features learn
+    # to reconstruct frames without them too)
+    pose_dropout: float = 0.2
     lr: float = 1e-3
     lr_color: float = 1e-3
     lr_final_ratio: float = 0.1         # cosine decay of the learning rate to lr * this
@@ -156,6 +159,8 @@ class TrainConfig:
                 raise ValueError(f'{name}={getattr(self, name)} must not be negative')
         if not (self.lr > 0 and self.lr_color > 0 and 0 < self.lr_final_ratio <= 1):
             raise ValueError('lr and lr_color must be > 0 and lr_final_ratio in (0, 1]')
+        if not 0 <= self.pose_dropout <= 1:
+            raise ValueError(f'pose_dropout={self.pose_dropout} must be in [0, 1]')
         if not 0 <= self.depth_negatives_near <= 1:
             raise ValueError(f'depth_negatives_near={self.depth_negatives_near} must be in [0, 1]')
         if not 0 <= self.bn_freeze_fraction <= 1:
@@ -213,6 +218,31 @@ def batch_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
+def add_pose_inputs(state: dict[str, torch.Tensor], net: MonoPortNet) -> dict[str, torch.Tensor]:
+    """
+    State dict of a network without pose features, widened to fit ``net`` (which has them).
+
+    The surface MLP's pose inputs come last in every layer that takes the point input; their
+    weights are zero, so the widened network's output equals the old one's for any pose. The
+    pose encoder keeps ``net``'s own (random) initial weights, so it gets gradients once the
+    MLP's pose weights move away from zero.
+    """
+    own = net.state_dict()
+    out = dict(state)
+    for key, value in own.items():
+        if key not in out:                      # the pose encoder
+            out[key] = value.detach().clone()
+        elif out[key].shape != value.shape:
+            old = out[key]
+            if not (key.startswith('surface_mlp.') and key.endswith('.weight')
+                    and old.ndim == 2 and old.shape[0] == value.shape[0]
+                    and value.shape[1] - old.shape[1] == net.pose_dim):
+                raise ValueError(f'{key}: cannot widen {tuple(old.shape)} to '
+                                 f'{tuple(value.shape)} for the pose inputs')
+            out[key] = torch.cat([old, old.new_zeros(old.shape[0], net.pose_dim)], dim=1)
+    return out
+
+
 # ----------------------------------------------------------------------------------------- trainer
 
 class Trainer:
@@ -252,7 +282,8 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         net = self.net
         if self.stage == 'surface':
-            params = [*net.surface_encoder.parameters(), *net.surface_mlp.parameters()]
+            params = [*net.surface_encoder.parameters(), *net.surface_mlp.parameters(),
+                      *(net.pose_encoder.parameters() if net.pose_encoder is not None else ())]
             lr = self.cfg.lr
         else:
             params = [*net.color_encoder.parameters(), *net.color_mlp.parameters()]
@@ -354,13 +385,14 @@ class Trainer:
                 it['points'] = np.concatenate([it['points'], neg])
                 it['labels'] = np.concatenate([it['labels'], np.zeros(len(neg), np.float32)])
         return collate(items, rng, self.cfg.points_per_sample, self.cfg.color_points_per_sample,
-                       self.cfg.color_noise if augment else 0.0)
+                       self.cfg.color_noise if augment else 0.0,
+                       self.cfg.pose_dropout if augment else 0.0)
 
     # -- losses
     def surface_forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """BCE loss and logits of the surface net on ``batch``."""
         feat = self.net.encode_surface(batch['image'])
-        logits = self.net.occupancy_logits(feat, batch['points'])
+        logits = self.net.occupancy_logits(feat, batch['points'], batch['pose'])
         return F.binary_cross_entropy_with_logits(logits, batch['labels']), logits
 
     def color_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -372,9 +404,18 @@ class Trainer:
         return (rgb - batch['colors']).abs().mean()
 
     def load_init(self, path: str | Path) -> None:
-        """Start from the weights of a model file with the same architecture."""
+        """
+        Start from the weights of a model file with the same architecture.
+
+        A file without the config's pose features (the same architecture otherwise) is widened
+        by :func:`add_pose_inputs`: the network starts out computing what the file computes.
+        """
         cfg, state, _ = read_checkpoint(path)
-        if cfg != self.net_cfg:
+        if cfg != self.net_cfg and cfg.pose_features == 'none' and cfg == dataclasses.replace(
+                self.net_cfg, pose_features='none', pose_channels=cfg.pose_channels):
+            state = add_pose_inputs(state, self.net)
+            self._log(f'init {path}: pose inputs added with zero weights')
+        elif cfg != self.net_cfg:
             raise ValueError(f'init model {path} has another architecture than the config: '
                              f'{cfg.to_dict()} vs {self.net_cfg.to_dict()}')
         load_state_strict(self.net, state, str(path))
@@ -384,7 +425,10 @@ class Trainer:
 
     def _set_modes(self) -> None:
         surface_train = self.stage == 'surface'
-        for mod in (self.net.surface_encoder, self.net.surface_mlp):
+        surface = [self.net.surface_encoder, self.net.surface_mlp]
+        if self.net.pose_encoder is not None:
+            surface.append(self.net.pose_encoder)
+        for mod in surface:
             mod.train(surface_train)
             for p in mod.parameters():
                 p.requires_grad_(surface_train)
@@ -441,7 +485,7 @@ class Trainer:
         for i in pick:
             b = self.make_batch([i], rng, augment=False)
             feat = self.net.encode_surface(b['image'])
-            logits = self.net.occupancy_logits(feat, b['points'])
+            logits = self.net.occupancy_logits(feat, b['points'], b['pose'])
             pred, gt = logits > 0, b['labels'] > 0.5
             inter += float((pred & gt).sum())
             union += float((pred | gt).sum())

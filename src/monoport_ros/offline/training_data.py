@@ -7,7 +7,8 @@ space. Data set layout (written by :mod:`monoport_ros.offline.synthetic`)::
     DATA/meta.json
     DATA/samples/{subject:04d}_{yaw:03d}.npz   image (S,S,3) u8, mask (S,S) u8, points (N,3) f32,
                                                labels (N,) u8 (1 = inside), color_points (M,3) f32,
-                                               colors (M,3) u8, subject ()
+                                               colors (M,3) u8, subject (); optionally
+                                               pose (33,4) f32, pose_world (33,3) f32
 
 :func:`prepare_sample` applies the
 same geometric change to the image and the points, :func:`depth_negatives` adds points behind or
@@ -24,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+
+from .body_pose import N_LANDMARKS, mirror_pose, model_depth
 
 Z_CENTERS = ('surface_median', 'data')    # depth origin of a sample's points (prepare_sample)
 
@@ -131,6 +134,13 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
     pts = sample['points'].astype(np.float32).copy()
     cpts = sample['color_points'].astype(np.float32).copy()
     cols = sample['colors'].astype(np.float32) / 255.0
+    # BlazePose's landmarks keep their own depth origin (the hips), as at inference; samples of
+    # older data sets have none (a dummy here, dropped again below)
+    has_pose = 'pose' in sample
+    pose = sample['pose'].astype(np.float32).copy() if has_pose else \
+        np.zeros((N_LANDMARKS, 4), np.float32)
+    if 'pose_world' in sample:          # depth as BodyPose.to_model makes it at inference
+        pose[:, 2] = model_depth(pose, sample['pose_world'])
     if z_center == 'surface_median':
         zc = float(np.median(cpts[:, 2])) if len(cpts) else 0.0
         pts[:, 2] -= zc
@@ -142,6 +152,7 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
             img, mask = img[:, ::-1].copy(), mask[:, ::-1].copy()
             pts[:, 0] *= -1.0
             cpts[:, 0] *= -1.0
+            pose = mirror_pose(pose)
         if aug.crop_scale > 0 or aug.crop_shift > 0:
             lim = math.log1p(aug.crop_scale)
             s = math.exp(rng.uniform(-lim, lim))
@@ -154,7 +165,7 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             mask = cv2.warpAffine(mask.astype(np.float32), m, (size, size),
                                   flags=cv2.INTER_LINEAR, borderValue=0) > 0.5
-            for p in (pts, cpts):
+            for p in (pts, cpts, pose[:, :3]):
                 p *= s
                 p[:, 0] += tx
                 p[:, 1] += ty
@@ -176,8 +187,11 @@ def prepare_sample(sample: dict[str, np.ndarray], size: int, rng: np.random.Gene
                 img[ring] = np.clip(colour + noise, 0, 1)
                 mask = grown
     img = img * mask[..., None]
-    return {'image': img.astype(np.float32), 'mask': mask, 'points': pts,
-            'labels': sample['labels'].astype(np.float32), 'color_points': cpts, 'colors': cols}
+    out = {'image': img.astype(np.float32), 'mask': mask, 'points': pts,
+           'labels': sample['labels'].astype(np.float32), 'color_points': cpts, 'colors': cols}
+    if has_pose:
+        out['pose'] = pose
+    return out
 
 
 DEPTH_CELL_PX = 8           # columns of this many crop pixels share one depth range
@@ -240,9 +254,16 @@ def _choose(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 
 
 def collate(items: list[dict[str, np.ndarray]], rng: np.random.Generator, n_points: int,
-            n_color: int, color_noise: float) -> dict[str, torch.Tensor]:
-    """Stack prepared samples into tensors, subsampling ``n_points`` / ``n_color`` points each."""
-    imgs, pts, labs, cpts, cols = [], [], [], [], []
+            n_color: int, color_noise: float, pose_dropout: float = 0.0
+            ) -> dict[str, torch.Tensor]:
+    """
+    Stack prepared samples into tensors, subsampling ``n_points`` / ``n_color`` points each.
+
+    ``pose`` (B, 33, 4): each sample's pose array, or with probability ``pose_dropout`` none (all
+    zero: the network also learns frames without landmarks); none for a sample without one (and
+    no random draw: older data sets replay the same batches).
+    """
+    imgs, pts, labs, cpts, cols, poses = [], [], [], [], [], []
     for it in items:
         i = _choose(rng, len(it['points']), n_points)
         j = _choose(rng, len(it['color_points']), n_color)
@@ -254,7 +275,12 @@ def collate(items: list[dict[str, np.ndarray]], rng: np.random.Generator, n_poin
             cp = cp + rng.normal(0, color_noise, cp.shape).astype(np.float32)
         cpts.append(cp)
         cols.append(it['colors'][j])
-    return {'image': torch.from_numpy(np.stack(imgs)), 'points': torch.from_numpy(np.stack(pts)),
+        pose = it.get('pose')
+        if pose is None or (pose_dropout > 0 and rng.random() < pose_dropout):
+            pose = np.zeros((N_LANDMARKS, 4), np.float32)
+        poses.append(pose)
+    return {'pose': torch.from_numpy(np.stack(poses).astype(np.float32)),
+            'image': torch.from_numpy(np.stack(imgs)), 'points': torch.from_numpy(np.stack(pts)),
             'labels': torch.from_numpy(np.stack(labs)),
             'color_points': torch.from_numpy(np.stack(cpts)),
             'colors': torch.from_numpy(np.stack(cols))}
