@@ -26,7 +26,7 @@ from monoport_ros.core.checkpoint import load_model
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, Reconstructor
-from monoport_ros.core.training import add_pose_inputs
+from monoport_ros.offline.training import add_pose_inputs
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'monoport_ros',
                        'samples')

@@ -17,8 +17,8 @@ from monoport_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.reconstruct import DEFAULT_MODEL, PreparedFrame, Reconstructor
-from monoport_ros.core.training import Trainer, TrainConfig, add_pose_inputs
-from monoport_ros.core.training_data import AugmentConfig, collate, prepare_sample
+from monoport_ros.offline.training import Trainer, TrainConfig, add_pose_inputs
+from monoport_ros.offline.training_data import AugmentConfig, collate, prepare_sample
 
 TINY = {'image_size': 32, 'stem_channels': 8, 'branch_channels': [8, 16],
         'stage_blocks': [1], 'stage_modules': [1], 'feature_channels': 8, 'softz_bins': 4,
@@ -82,7 +82,7 @@ def test_depth_comes_from_the_world_landmarks_on_the_image_scale():
 
 def test_segmenter_returns_landmarks_on_the_person():
     pytest.importorskip('mediapipe')
-    from monoport_ros.core import people, synthetic
+    from monoport_ros.offline import people, synthetic
     from monoport_ros.core.segmentation import PersonSegmenter
 
     rng = np.random.default_rng(7)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from .body_pose import N_LANDMARKS, mirror_pose, model_depth
+from ..core.body_pose import N_LANDMARKS, mirror_pose, model_depth
 
 Z_CENTERS = ('surface_median', 'data')    # depth origin of a sample's points (prepare_sample)
 
