@@ -113,7 +113,7 @@ def test_the_engine_fills_what_its_network_dropped_when_asked(enabled: bool) -> 
                          fill_silhouette=enabled)
     rec = Reconstructor(cfg, net=MonoPortNet(NetworkConfig.preset('small')).eval())
 
-    def lower_half(feats: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    def lower_half(feats: torch.Tensor, pts: torch.Tensor, pose=None) -> torch.Tensor:
         p = pts[0]
         return torch.where((p[:, 1] < 0.0) & (p[:, 2].abs() < 0.15), 0.9, 0.02)[None]
     rec.geo_net.occupancy = lower_half
