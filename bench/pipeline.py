@@ -9,6 +9,8 @@ then the localization is timed 3 times per image and the dense grid once).
 As in the node, segmentation follows the person from frame to frame (``segmentation_tracking``), so
 the stream is video-like: each sample held for a second while it drifts (:func:`video_like`).
 ``--per-image`` segments every frame on its own and cycles through the samples.
+``--people 1,2,3`` times streams of that many synthetic people instead (640x480 scenes made by
+``offline/crowd.py``, drifting like the samples; ``max_people`` 3, as in the node), one line each.
 Where MediaPipe is missing (a GPU machine with its own Python): ``--premask DIR`` writes the
 samples as the segmenter masks them (black background) on a machine that has it, and ``--images
 DIR --no-segmentation`` then times everything after segmentation on those images.
@@ -88,11 +90,15 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
     queries: list[int] = []
     started: dict[int, float] = {}
 
-    def on_result(meta, rec, err):
+    people: list[int] = []
+
+    def on_result(meta, result, err):
         latencies.append((time.perf_counter() - started[meta]) * 1e3)
-        if rec is not None and rec.person:
-            queries.append(rec.queries)
-            for k, v in rec.timings_ms.items():
+        if result is not None:
+            people.append(len(result.people))
+        if result is not None and result.person:
+            queries.append(sum(p.queries for p in result.people))
+            for k, v in result.timings_ms.items():     # summed over the frame's people
                 stages.setdefault(k, []).append(v)
 
     pipe = make_pipeline(config, on_result)
@@ -121,6 +127,7 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
             'latency_ms_p95': round(float(np.percentile(latencies, 95)), 1),
             'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in sorted(stages.items())},
             'queries': int(np.mean(queries)) if queries else 0,
+            'people_per_frame': round(float(np.mean(people)), 2) if people else 0.0,
             'frames_in_flight': frames_in_flight(config),
             # CPU per result, to compare with bench/node.py's node_cpu_ms_per_output
             'cpu_percent': round(100.0 * cpu_s / elapsed, 1),
@@ -129,6 +136,40 @@ def run_stream(config: MonoPortConfig, images: list[np.ndarray], frames: int,
             'dropped': stats['dropped'], 'failed': stats['failed'],
             # results without a person skip most of the work: they would inflate fps unseen
             'no_person': stats['no_person']}
+
+
+def crowd_stream(count: int, frames: int = 60, seed: int = 0) -> list[np.ndarray]:
+    """640x480 frames of ``count`` synthetic people side by side, drifting 2 px a frame."""
+    from monoport_ros.offline.crowd import Placement, compose, make_cutout, random_background
+
+    rng = np.random.default_rng(seed)
+    cutouts = [make_cutout(rng, yaw_deg=0.0) for _ in range(count)]
+    background = random_background(480, 640, rng)
+    heights = (0.8, 0.62, 0.5)          # nearest first; side by side, not overlapping
+    out = []
+    for k in range(frames):
+        drift = 2 * (k % 30) - 30
+        placements = [Placement(i, (i + 0.5) * 640 / count + drift, 470 - 25 * i,
+                                heights[i] * 480) for i in range(count)]
+        out.append(compose(cutouts, placements, background)[0])
+    return out
+
+
+def people_streams(args: argparse.Namespace) -> int:
+    """Time the node's default path (segmentation, person finder) on 1, 2, 3 people."""
+    reference = machine_reference()
+    for count in (int(n) for n in args.people.split(',')):
+        if not 1 <= count <= 3:
+            raise SystemExit('--people takes counts from 1 to 3')
+        cfg = MonoPortConfig(resolution=int(args.resolutions.split(',')[0]),
+                             checkpoint=args.checkpoint, frames_in_flight=args.frames_in_flight,
+                             worker_processes=not args.worker_threads,
+                             max_people=args.max_people)
+        row = {'people': count, 'resolution': cfg.resolution, 'max_people': cfg.max_people,
+               **run_stream(cfg, crowd_stream(count), args.frames, args.rate),
+               'threads': torch.get_num_threads(), 'machine_reference': reference}
+        print(json.dumps(row) if args.json else row, flush=True)
+    return 0
 
 
 def main() -> int:
@@ -164,6 +205,10 @@ def main() -> int:
                     help='worker_processes off: on the CPU one thread per stage in this process '
                          '(the default runs whole frames in worker processes)')
     ap.add_argument('--images', default=SAMPLES, help='folder of PNG images (default: samples)')
+    ap.add_argument('--people', default='',
+                    help='e.g. 1,2,3: streams of that many synthetic people, one line each')
+    ap.add_argument('--max-people', type=int, default=MonoPortConfig().max_people,
+                    help='with --people: 1 times the one tracked person path instead')
     ap.add_argument('--no-segmentation', action='store_true',
                     help='images are pre-masked (black background): segmentation off')
     ap.add_argument('--no-dense', action='store_true',
@@ -173,6 +218,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.geometry_device == 'cpu':   # one torch thread per frame in flight, in every process
         torch.set_num_threads(max(1, usable_cpus() // 2))
+    if args.people:
+        return people_streams(args)
     images = load_samples(args.images)
     if args.premask:
         write_premasked(images, args.premask)

@@ -231,3 +231,34 @@ def test_detector_model_is_found_inside_the_mediapipe_wheel():
 
     assert Path(mediapipe.__file__).parent in detector_model_path().parents
     assert detection.NUM_ANCHORS == len(ssd_anchors())
+
+
+class _CountingDetector:
+    """Records the windows each frame scans; finds nobody."""
+
+    def __init__(self) -> None:
+        self.scans: list = []
+
+    def windows(self, width: int, height: int) -> list:
+        return [(0, 0, 0)] + [(x, 0, 100) for x in range(0, 600, 50)]
+
+    def detect(self, rgb, windows=None) -> list:
+        self.scans.append(windows)
+        return []
+
+
+def test_video_mode_goes_round_the_tiles_faster_while_nobody_is_tracked():
+    from monoport_ros.core.multiperson import PeopleFinder
+
+    det = _CountingDetector()
+    finder = PeopleFinder(detector=det, segmenter=object(), tiles_per_frame=1, idle_tiles=5)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    for _ in range(3):
+        assert finder.find(rgb) == []
+    assert all(w[0] == (0, 0, 0) for w in det.scans)       # the whole frame, every frame
+    tiles = [x for w in det.scans for x, _, _ in w[1:]]
+    assert tiles == [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 0, 50, 100]
+    finder.tracker.update(np.array([[10.0, 10.0, 60.0, 110.0]]))     # someone is tracked
+    finder.find(rgb)
+    # one tile, and a window around the tracked person (not followed: no graph of theirs)
+    assert len(det.scans[-1]) == 3 and det.scans[-1][2][0] == 150

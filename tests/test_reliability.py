@@ -36,7 +36,7 @@ from monoport_ros.core.config import MonoPortConfig, NetworkConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.stage_threads import StageThreadPipeline
 from monoport_ros.core.preprocess import CROP_FILL, largest_component
-from monoport_ros.core.reconstruct import ALL_OUTPUTS, check_image, Reconstructor
+from monoport_ros.core.reconstruct import ALL_OUTPUTS, check_image, Reconstruction, Reconstructor
 from monoport_ros.ros import conversions as conv
 from monoport_ros.ros import node as node_module
 from monoport_ros.ros.node import MonoPortNode
@@ -227,9 +227,9 @@ class EngineNode:
         self.reconstructor = None
 
         def factory(config, on_result):
-            def forward(meta, rec, error):
-                on_result(meta, rec, error)          # the node publishes, then we record
-                self.results.append((meta, rec, error))
+            def forward(meta, result, error):
+                on_result(meta, result, error)       # the node publishes, then we record
+                self.results.append((meta, _one_person(result), error))
             self.reconstructor = Reconstructor(config, net=net)
             return StageThreadPipeline(config, forward, reconstructor=self.reconstructor)
 
@@ -251,6 +251,14 @@ class EngineNode:
     def close(self) -> None:
         self.node.close()
         self.node.destroy_node()
+
+
+def _one_person(result):
+    """Return the one Reconstruction of a frame (pre-masked: at most one person), or None."""
+    if result is None:
+        return None
+    assert len(result.people) <= 1
+    return result.people[0] if result.people else Reconstruction(False, result.mask)
 
 
 def _figure(img: np.ndarray, x: int, y: int, scale: float = 1.0,
@@ -478,10 +486,10 @@ def test_failing_stages_drop_only_their_frames_and_show_in_diagnostics(ctx, tiny
             raise torch.OutOfMemoryError('CUDA out of memory (simulated)')
         return geometry(rgb)
 
-    def failing_color(geo, outputs):
+    def failing_color(geo, outputs, memory=None):
         if faults['color']:
             raise RuntimeError('colour stage failed (simulated)')
-        return color(geo, outputs)
+        return color(geo, outputs, memory)
 
     cloud = conv.points_to_cloud
 

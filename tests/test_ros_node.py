@@ -90,9 +90,10 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
     cloud = out['points']
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ('x', 0, PointField.FLOAT32, 1), ('y', 4, PointField.FLOAT32, 1),
-        ('z', 8, PointField.FLOAT32, 1), ('rgb', 12, PointField.FLOAT32, 1)]
-    assert cloud.point_step == 16 and cloud.height == 1 and cloud.width > 100
-    assert cloud.row_step == 16 * cloud.width and len(cloud.data) == cloud.row_step
+        ('z', 8, PointField.FLOAT32, 1), ('rgb', 12, PointField.FLOAT32, 1),
+        ('person', 16, PointField.UINT32, 1)]
+    assert cloud.point_step == 20 and cloud.height == 1 and cloud.width > 100
+    assert cloud.row_step == 20 * cloud.width and len(cloud.data) == cloud.row_step
     pts, cols = conv.cloud_to_arrays(cloud)
     assert np.isfinite(pts).all()
     src = inputs[stamp]
@@ -144,7 +145,8 @@ def test_outputs_from_a_separate_image_publisher(running, assets):
                                   [[c.r, c.g, c.b, c.a] for c in marker.colors])
     dc = next(r for r in decoded[f'{NODE}/points']
               if (r.header.stamp.sec, r.header.stamp.nanosec) == stamp)
-    assert [f.name for f in dc.fields] == ['x', 'y', 'z', 'rgb'] and dc.width == cloud.width
+    assert [f.name for f in dc.fields] == ['x', 'y', 'z', 'rgb', 'person']
+    assert dc.width == cloud.width
     assert bytes(dc.data) == bytes(cloud.data)
     dmesh = decoded[f'{NODE}/mesh'][0]
     assert max(max(t.vertex_indices) for t in dmesh.triangles) < len(dmesh.vertices)

@@ -21,6 +21,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 import yaml
 
+from fake_pipeline import FakePipeline
 from ros_isolation import domain, NODE, NS, ros_args
 
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
@@ -31,34 +32,6 @@ from monoport_ros.ros import params as P
 from monoport_ros.ros.node import camera_from_info, MonoPortNode
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class FakePipeline:
-    """Records what the node hands to the engine; results are delivered by the test."""
-
-    workers = 'stage threads'
-
-    def __init__(self, config, on_result):
-        self.devices = (config.geometry_device, config.color_device)
-        self.arithmetic = (config.precision,) * 2
-        self.config, self.on_result = config, on_result
-        self.submitted, self.updates, self.closed = [], [], False
-        self.stats = {'submitted': 0, 'processed': 0, 'dropped': 0, 'failed': 0}
-
-    def submit(self, rgb, meta, outputs):
-        self.submitted.append((rgb, meta, outputs))
-        self.stats['submitted'] += 1
-        return True
-
-    @property
-    def octree_levels(self):
-        return (self.updates or [self.config])[-1].localization_levels(self.devices[0])
-
-    def update_config(self, config):
-        self.updates.append(config)
-
-    def close(self):
-        self.closed = True
 
 
 @pytest.fixture
@@ -165,12 +138,12 @@ def test_startup_fields_are_read_only_and_refused_by_the_engine():
     # the model, devices, arithmetic, worker layout and QoS are fixed; the rest can change
     assert STARTUP_FIELDS == {
         'checkpoint', 'geometry_device', 'color_device', 'precision', 'device_fallback',
-        'segmentation_model', 'segmentation_tracking', 'image_reliability',
+        'segmentation_model', 'segmentation_tracking', 'max_people', 'image_reliability',
         'output_reliability', 'queue_size', 'frames_in_flight', 'worker_processes'}
     base = MonoPortConfig()
     changed = {'checkpoint': 'm.safetensors', 'geometry_device': 'cuda:0',
                'color_device': 'cuda:0', 'precision': 'float32', 'device_fallback': False,
-               'segmentation_model': 'selfie', 'segmentation_tracking': False,
+               'segmentation_model': 'selfie', 'segmentation_tracking': False, 'max_people': 2,
                'image_reliability': 'reliable', 'output_reliability': 'best_effort',
                'queue_size': 4, 'frames_in_flight': 2, 'worker_processes': False}
     assert set(changed) == STARTUP_FIELDS

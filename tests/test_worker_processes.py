@@ -82,8 +82,9 @@ def test_workers_give_the_in_process_results_in_input_order(pipe_and_results) ->
     assert [meta for meta, _, _ in got] == list(range(6))
     assert all(err is None and rec.person for _, rec, err in got)
     with Reconstructor(CONFIG) as here:
-        for img, (_, rec, _) in zip(frames, got):
-            mine = here.reconstruct(img)
+        for img, (_, result, _) in zip(frames, got):
+            assert len(result.people) == 1      # CONFIG: one tracked person
+            rec, mine = result.people[0], here.reconstruct(img)
             assert len(rec.points) > 100
             np.testing.assert_allclose(rec.points, mine.points, atol=1e-6)
             np.testing.assert_allclose(rec.point_colors, mine.point_colors, atol=1e-3)
@@ -101,7 +102,7 @@ def test_bad_frames_fail_alone_and_settings_reach_the_workers(pipe_and_results) 
     assert [m for m, _, _ in got] == ['bad', 'good']
     assert isinstance(got[0][2], ValueError) and got[0][1] is None
     assert got[1][2] is None and got[1][1].person
-    before = len(got[1][1].points)
+    before = len(got[1][1].people[0].points)
     with pytest.raises(ValueError, match='cannot change at run time'):
         pipe.update_config(CONFIG.replace(checkpoint='other.safetensors'))
     with pytest.raises(ValueError, match='outside'):
@@ -112,7 +113,7 @@ def test_bad_frames_fail_alone_and_settings_reach_the_workers(pipe_and_results) 
     for k in range(2):                  # both workers: each applies it before its next frame
         pipe.submit(frame(0), f'fine{k}')
     finer = results.wait(start + 4)[start + 2:]
-    assert all(len(rec.points) > 2 * before for _, rec, _ in finer)
+    assert all(len(res.people[0].points) > 2 * before for _, res, _ in finer)
     pipe.update_config(CONFIG)
     stats = pipe.stats
     assert stats['failed'] >= 1 and stats['processed'] >= 3

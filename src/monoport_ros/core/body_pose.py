@@ -28,6 +28,19 @@ LANDMARK_MODEL = 'mediapipe_pose_landmark_full'     # BlazePose full (model_comp
 # BlazePose's landmark order mirrored left-right (left eye <-> right eye, left hip <-> right hip)
 MIRRORED = (0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21,
             24, 23, 26, 25, 28, 27, 30, 29, 32, 31)
+# BlazePose's landmark names and the links MediaPipe draws between them (its POSE_CONNECTIONS)
+LANDMARK_NAMES = (
+    'nose', 'left_eye_inner', 'left_eye', 'left_eye_outer', 'right_eye_inner', 'right_eye',
+    'right_eye_outer', 'left_ear', 'right_ear', 'mouth_left', 'mouth_right', 'left_shoulder',
+    'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_pinky',
+    'right_pinky', 'left_index', 'right_index', 'left_thumb', 'right_thumb', 'left_hip',
+    'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle', 'left_heel',
+    'right_heel', 'left_foot_index', 'right_foot_index')
+LANDMARK_LINKS = (
+    (0, 1), (0, 4), (1, 2), (2, 3), (3, 7), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13),
+    (11, 23), (12, 14), (12, 24), (13, 15), (14, 16), (15, 17), (15, 19), (15, 21), (16, 18),
+    (16, 20), (16, 22), (17, 19), (18, 20), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28),
+    (27, 29), (27, 31), (28, 30), (28, 32), (29, 31), (30, 32))
 MID_SHOULDER, MID_HIP = 33, 34      # virtual joints appended to the 33 landmarks
 # (joint, joint) segments: spine, neck-head, shoulder and hip lines, upper/lower arms, thighs,
 # shins, feet, torso sides; left before right
@@ -65,6 +78,19 @@ class BodyPose:
         world_xyz = None if world is None else np.array(
             [(p.x, p.y, p.z) for p in world.landmark], np.float32)
         return BodyPose(arr[:, :3], np.clip(arr[:, 3], 0.0, 1.0), world_xyz)
+
+    def warped(self, affine: np.ndarray) -> 'BodyPose':
+        """
+        Return the pose in another image: ``affine`` (2, 3) maps this image's pixels to it.
+
+        u, v map by the affine transform, z by its scale (the transform has no shear, as a
+        crop's); the world landmarks stay.
+        """
+        m = np.asarray(affine, np.float64)
+        uv = self.image_landmarks[:, :2] @ m[:, :2].T + m[:, 2]
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        lm = np.concatenate([uv, self.image_landmarks[:, 2:3] * scale], axis=1)
+        return BodyPose(lm.astype(np.float32), self.visibility, self.world_landmarks, self.model)
 
     def to_model(self, crop: PersonCrop) -> np.ndarray:
         """

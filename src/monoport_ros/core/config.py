@@ -202,6 +202,10 @@ class MonoPortConfig:
     segmentation_tracking: bool = _p(True, 'Frames are one camera stream: MediaPipe follows the '
                                      'person from frame to frame (shorter segmentation step); '
                                      'false for unrelated images', dynamic=False)
+    max_people: int = _p(3, 'Most people reconstructed per frame, largest (nearest) first, found '
+                         'by a person detector over tiles (far people too); 1: only the main '
+                         'person, as MediaPipe tracks them (the cheapest)', lo=1, hi=10,
+                         dynamic=False)
     max_image_pixels: int = _p(4096 * 4096, 'Frames larger than this are dropped', lo=1,
                                hi=100_000_000)
     image_reliability: str = _p('best_effort', 'QoS reliability of the image subscription '
@@ -280,7 +284,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # surface; the whole mesh, no triangle budget.
     'offline': {'resolution': 256, 'precision': 'float32', 'mirror_average': True,
                 'shift_average': True, 'surface_smoothing': 1.0, 'segmentation_tracking': False,
-                'steady_surface': False, 'mesh_max_triangles': 0},
+                'steady_surface': False, 'mesh_max_triangles': 0, 'max_people': 1},
 }
 # Settings fixed for the life of the node and its engine (``dynamic=False`` in the metadata).
 STARTUP_FIELDS: frozenset[str] = frozenset(

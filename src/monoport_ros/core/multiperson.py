@@ -6,8 +6,9 @@ tiles, so that far people are found), then, for each detection from the largest 
 an upscaled square crop around the body through a :class:`PersonSegmenter` (MediaPipe pose, image
 mode) and maps the mask back into the frame. Pixels already given to a larger (nearer) person are
 painted grey in the later crops and left out of the later masks, so each pixel belongs to at most
-one person. A detection whose crop yields no person, or only pixels already taken, is dropped
-(the segmenter's own detector and landmark model confirm each detection). The people, largest
+one person; the landmarks found in the crop are mapped back into the frame. A detection whose
+crop yields no person, or only pixels already taken, is dropped (the segmenter's own detector and
+landmark model confirm each detection). The people, largest
 mask box first (the nearest, for people of similar height), get ids from a
 :class:`~monoport_ros.core.tracking.PersonTracker`.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .body_pose import BodyPose
 from .camera import PersonCrop
 from .detection import Detection, PersonDetector, window_around
 from .preprocess import check_rgb
@@ -31,6 +33,8 @@ MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a d
 PAINT = 127              # value of the pixels of earlier people in later crops
 MAX_HIP_GAP = 0.35       # the mask must reach within this share of the body size of the hip
 MIN_HEIGHT = 0.3         # the mask's height must be at least this share of the body size
+FOLLOW_FILL = 0.7        # a followed person's last box fills this much of their crop's side
+IDLE_TILES = 12          # video mode: tiles scanned per frame while nobody is tracked
 
 
 @dataclass
@@ -40,15 +44,18 @@ class FoundPerson:
 
     ``box`` is the mask's x0, y0, x1, y1 (pixels, end exclusive), ``mask`` the (H, W) boolean
     instance mask, ``crop`` the square crop the segmenter saw, ``keypoints`` the detector's (4, 2)
-    mid-hip, body scale point, mid-shoulder and upper-body scale point (pixels), ``track_id`` the
-    tracker's id (0 without tracking).
+    mid-hip, body scale point, mid-shoulder and upper-body scale point (pixels; None for a person
+    followed from the last frame without the detector), ``pose`` the 33
+    landmarks found in the crop, in the frame's pixels (None: none), ``track_id`` the tracker's id
+    (0 without tracking).
     """
 
     box: np.ndarray
     mask: np.ndarray
     crop: PersonCrop
-    keypoints: np.ndarray
+    keypoints: np.ndarray | None
     score: float
+    pose: BodyPose | None = None
     track_id: int = 0
 
     @property
@@ -61,6 +68,10 @@ def _mask_box(mask: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+
+
+def _inside(point: np.ndarray, box: np.ndarray) -> bool:
+    return bool(box[0] <= point[0] < box[2] and box[1] <= point[1] < box[3])
 
 
 def _component_at(mask: np.ndarray, point: np.ndarray) -> np.ndarray:
@@ -85,14 +96,20 @@ class PeopleFinder:
 
     ``tiles_per_frame`` None scans every tile of the detector in every frame; a number makes a
     video mode that scans the whole frame, a window around each tracked person and that many
-    tiles per frame, going round the tiles over successive frames (a new far person is found
-    within a few frames, at a fraction of the cost). ``track`` False gives every person id 0.
+    tiles per frame, going round the tiles over successive frames, at a fraction of the cost.
+    While nobody is tracked the round goes faster, ``idle_tiles`` tiles a frame (a full scan in a
+    few frames, without the one slow frame a full scan would make); a far newcomer beside tracked
+    people is found when the round reaches their tile.
+    In video mode each tracked person is also *followed*: a MediaPipe pose graph of their own, in
+    tracking mode, segments a crop around their last box (no detector, as the one-person path
+    does over the whole frame); the detector's windows then skip the people followed, and a
+    detection inside a followed person's box is theirs. ``track`` False gives every person id 0.
     """
 
     def __init__(self, max_people: int = 3, detector: PersonDetector | None = None,
                  segmenter: PersonSegmenter | None = None, track: bool = True,
                  max_missed: int = 5, tiles_per_frame: int | None = None,
-                 crop_size: int = CROP_SIZE) -> None:
+                 crop_size: int = CROP_SIZE, idle_tiles: int = IDLE_TILES) -> None:
         if max_people < 1:
             raise ValueError(f'max_people must be >= 1, got {max_people}')
         self.max_people = int(max_people)
@@ -102,35 +119,50 @@ class PeopleFinder:
         self.tracker = PersonTracker(max_missed) if track else None
         self.tiles_per_frame = tiles_per_frame
         self.crop_size = int(crop_size)
+        self.idle_tiles = int(idle_tiles)
         self._cursor = 0
+        self._frame = 0
+        self._following = tiles_per_frame is not None and self.tracker is not None
+        self._graphs: dict[int, PersonSegmenter] = {}   # a tracking pose graph per followed id
+        self._spare: list[PersonSegmenter] = []         # graphs of ended tracks, for newcomers
 
-    def _windows(self, width: int, height: int) -> list[tuple[int, int, int]] | None:
+    def _windows(self, width: int, height: int, followed: set[int]
+                 ) -> list[tuple[int, int, int]] | None:
         if self.tiles_per_frame is None:
             return None
+        idle = self.tracker is None or not self.tracker.tracks
         tiles = self.detector.windows(width, height)[1:]
-        wins = [(0, 0, 0)]
-        if self.tracker is not None:
-            wins += [window_around(b, width, height) for b in self.tracker.active_boxes()]
-        if tiles:
-            n = min(self.tiles_per_frame, len(tiles))
+        self._frame += 1
+        # with everyone tracked followed, the whole frame and the tiles take turns (one
+        # detector run a frame: a newcomer is found a frame later)
+        turns = bool(followed) and len(followed) == len(self.tracker.tracks)
+        wins = [(0, 0, 0)] if not turns or self._frame % 2 else []
+        if self.tracker is not None:            # where a tracked person was and is not followed
+            wins += [window_around(t.box, width, height) for t in self.tracker.tracks
+                     if t.track_id not in followed]
+        if tiles and (not turns or not self._frame % 2):
+            n = min(max(self.tiles_per_frame, self.idle_tiles if idle else 0), len(tiles))
             wins += [tiles[(self._cursor + i) % len(tiles)] for i in range(n)]
             self._cursor = (self._cursor + n) % len(tiles)
         return wins
 
     def _segment(self, rgb: np.ndarray, det: Detection, taken: np.ndarray
-                 ) -> tuple[np.ndarray, PersonCrop] | None:
+                 ) -> tuple[np.ndarray, BodyPose | None, PersonCrop] | None:
         # MediaPipe's pose graph sometimes finds nobody in a crop that holds a neighbour too (a
         # tighter crop leaves them out) or when the detector's body size is short (a wider one)
         for margin in CROP_MARGINS:
             crop = PersonCrop(float(det.centre[0]), float(det.centre[1]),
                               max(det.body_size * margin, 16.0))
-            found = self._segment_crop(rgb, det, taken, crop)
+            found = self._segment_crop(rgb, det.centre[0], det.centre[1], det.body_size, taken,
+                                       crop, self.segmenter)
             if found is not None:
-                return found, crop
+                return (*found, crop)
         return None
 
-    def _segment_crop(self, rgb: np.ndarray, det: Detection, taken: np.ndarray,
-                      crop: PersonCrop) -> np.ndarray | None:
+    def _segment_crop(self, rgb: np.ndarray, cx: float, cy: float, body_size: float,
+                      taken: np.ndarray, crop: PersonCrop, segmenter: PersonSegmenter
+                      ) -> tuple[np.ndarray, BodyPose | None] | None:
+        """The mask and pose of the person at ``(cx, cy)`` (body size in pixels), or None."""
         h, w = rgb.shape[:2]
         size = self.crop_size
         m = crop.affine(size)
@@ -138,49 +170,100 @@ class PeopleFinder:
         view[taken] = PAINT
         image = cv2.warpAffine(view, m, (size, size), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(PAINT,) * 3)
-        prob = self.segmenter.probability(image)
-        if (prob > self.segmenter.threshold).mean() < MIN_MASK_FRACTION:
+        prob, pose = segmenter.probability_with_pose(image)
+        if (prob > segmenter.threshold).mean() < MIN_MASK_FRACTION:
             return None
         back = cv2.warpAffine(prob, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        raw = back > self.segmenter.threshold
+        raw = back > segmenter.threshold
         if not raw.any():
             return None
         if (raw & taken).sum() > MAX_TAKEN * raw.sum():
             return None
-        mask = _component_at(raw & ~taken, det.centre)
+        mask = _component_at(raw & ~taken, np.array([cx, cy]))
         if mask.sum() < MIN_MASK_FRACTION * (crop.side ** 2) * 0.5:
             return None
         # the segmenter found someone, but is it this detection's person? (a false detection's
         # crop often holds part of a real person nearby)
         ys, xs = np.nonzero(mask)
-        gap = np.sqrt(((xs - det.centre[0]) ** 2 + (ys - det.centre[1]) ** 2).min())
-        if gap > MAX_HIP_GAP * det.body_size or np.ptp(ys) + 1 < MIN_HEIGHT * det.body_size:
+        gap = np.sqrt(((xs - cx) ** 2 + (ys - cy) ** 2).min())
+        if gap > MAX_HIP_GAP * body_size or np.ptp(ys) + 1 < MIN_HEIGHT * body_size:
             return None
-        return mask
+        if pose is not None:
+            pose = pose.warped(cv2.invertAffineTransform(m))
+        return mask, pose
+
+    def _follow(self, rgb: np.ndarray, track_id: int, box: np.ndarray, taken: np.ndarray
+                ) -> FoundPerson | None:
+        """Segment a tracked person in a crop around their last box with their own graph."""
+        graph = self._graphs.get(track_id)
+        if graph is None:
+            return None
+        crop = PersonCrop.from_box(*box, fill=FOLLOW_FILL)
+        found = self._segment_crop(rgb, crop.cx, crop.cy, 0.5 * crop.side, taken, crop, graph)
+        if found is None:
+            return None
+        mask, pose = found
+        return FoundPerson(_mask_box(mask), mask, crop, None, 1.0, pose)
 
     def find(self, rgb: np.ndarray) -> list[FoundPerson]:
         """People in ``rgb`` ((H, W, 3) uint8 RGB), largest first, at most ``max_people``."""
         check_rgb(rgb)
         h, w = rgb.shape[:2]
-        dets = self.detector.detect(rgb, self._windows(w, h))
         taken = np.zeros((h, w), bool)
         people: list[FoundPerson] = []
+        followed: dict[int, FoundPerson] = {}
+        if self._following:
+            for track in sorted(self.tracker.tracks, key=lambda t: t.box[1] - t.box[3]):
+                if len(people) >= self.max_people:
+                    break
+                person = self._follow(rgb, track.track_id, track.box, taken)
+                if person is not None:
+                    taken |= person.mask
+                    people.append(person)
+                    followed[track.track_id] = person
+        dets = self.detector.detect(rgb, self._windows(w, h, set(followed)))
         for det in dets:                         # largest body first
             if len(people) >= self.max_people:
                 break
+            if any(_inside(det.centre, p.box) for p in followed.values()):
+                continue                         # a followed person's own detection
             found = self._segment(rgb, det, taken)
             if found is None:
                 continue
-            mask, crop = found
+            mask, pose, crop = found
             taken |= mask
-            people.append(FoundPerson(_mask_box(mask), mask, crop, det.keypoints, det.score))
+            people.append(FoundPerson(_mask_box(mask), mask, crop, det.keypoints, det.score,
+                                      pose))
         people.sort(key=lambda p: -p.height_px)
         if self.tracker is not None:
             ids = self.tracker.update(np.array([p.box for p in people], np.float64))
             for p, i in zip(people, ids):
                 p.track_id = i
+            if self._following:
+                self._hand_out_graphs(ids)
         return people
+
+    def _hand_out_graphs(self, ids: list[int]) -> None:
+        """Ended tracks give their graphs back; new people take one (at most max_people)."""
+        for ended in self.tracker.ended:
+            graph = self._graphs.pop(ended, None)
+            if graph is not None:
+                self._spare.append(graph)
+        for i in ids:
+            if i not in self._graphs and len(self._graphs) < self.max_people:
+                # a reused graph still tracks its last person: it finds the new one in the crop
+                self._graphs[i] = self._spare.pop() if self._spare else \
+                    PersonSegmenter('pose', threshold=self.segmenter.threshold, video=True)
+
+    def reset(self) -> None:
+        """Forget every track (as after a cut); ids go on counting up."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        for graph in self._graphs.values():
+            graph.close()       # a fresh graph per newcomer after a cut
+        self._graphs.clear()
+        self._cursor = 0
 
     @property
     def ended(self) -> list[int]:
@@ -188,6 +271,10 @@ class PeopleFinder:
         return list(self.tracker.ended) if self.tracker is not None else []
 
     def close(self) -> None:
-        """Release the segmenter if this finder made it."""
+        """Release the followed people's graphs, and the segmenter if this finder made it."""
+        for graph in [*self._graphs.values(), *self._spare]:
+            graph.close()
+        self._graphs.clear()
+        self._spare.clear()
         if self._own_segmenter:
             self.segmenter.close()

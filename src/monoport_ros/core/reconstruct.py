@@ -139,6 +139,8 @@ class PreparedFrame:
     person_height_px: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     pose: BodyPose | None = None        # the segmenter's landmarks (image pixels); None: none
+    box: np.ndarray | None = None       # the mask's x0, y0, x1, y1 (pixels, end exclusive)
+    track_id: int = 0                   # the person finder's id (0: one person, untracked)
 
     def model_pose(self) -> np.ndarray | None:
         """Return the pose array (33, 4) in the crop's model space (None: no crop or landmarks)."""
@@ -160,6 +162,9 @@ class GeometryResult:
     person_height_px: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     crop_mask: np.ndarray | None = None           # (S, S) person mask of the crop
+    pose: BodyPose | None = None
+    box: np.ndarray | None = None
+    track_id: int = 0
 
 
 @dataclass
@@ -179,6 +184,15 @@ class Reconstruction:
     normal_views: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     queries: int = 0
+    pose: BodyPose | None = None        # landmarks in the image's pixels (see PreparedFrame)
+    box: np.ndarray | None = None       # the mask's box in the image (pixels)
+    track_id: int = 0                   # the person finder's id (the node tracks on its own)
+
+    def model_pose(self) -> np.ndarray | None:
+        """Return the landmarks (33, 4) in model space, as the vertices (None: none)."""
+        if self.pose is None or self.crop is None:
+            return None
+        return self.pose.to_model(self.crop)
 
 
 def points_from_edge_crossings(volume: LocalizedVolume) -> bool:
@@ -294,13 +308,21 @@ class Reconstructor:
         check_image(rgb, self.config.segmentation)
         t0 = time.perf_counter()
         mask, pose = self.segment_with_pose(rgb)
-        frame = PreparedFrame(mask, pose=pose)
+        frame = self.prepare_person(rgb, mask, pose)
+        frame.timings_ms['segment'] = (time.perf_counter() - t0) * 1e3
+        return frame
+
+    def prepare_person(self, rgb: np.ndarray, mask: np.ndarray, pose: BodyPose | None = None,
+                       track_id: int = 0) -> PreparedFrame:
+        """Crop one segmented person of ``rgb`` (``mask`` (H, W) bool; under 64 px: nobody)."""
+        frame = PreparedFrame(mask, pose=pose, track_id=track_id)
         if mask.sum() >= 64:
             crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
             frame.crop_image, frame.crop_mask, frame.crop = crop_img, crop_mask, crop
             rows = np.flatnonzero(mask.any(axis=1))
+            cols = np.flatnonzero(mask.any(axis=0))
+            frame.box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
             frame.person_height_px = float(rows[-1] - rows[0] + 1)
-        frame.timings_ms['segment'] = (time.perf_counter() - t0) * 1e3
         return frame
 
     @torch.inference_mode()
@@ -311,7 +333,7 @@ class Reconstructor:
         cfg = self.config
         mask, times = frame.mask, dict(frame.timings_ms)
         if frame.crop is None:
-            return GeometryResult(False, mask, timings_ms=times)
+            return GeometryResult(False, mask, timings_ms=times, track_id=frame.track_id)
         crop_img, crop_mask, crop = frame.crop_image, frame.crop_mask, frame.crop
         t1 = time.perf_counter()
         dev = self.geometry_device
@@ -371,20 +393,23 @@ class Reconstructor:
             encode_ms = max(encode_ms, events[0].elapsed_time(events[1]))
         times.update(encode=encode_ms, localize=(t3 - t1) * 1e3 - encode_ms)
         return GeometryResult(True, mask, crop, image, feats, volume, frame.person_height_px,
-                              times, crop_mask)
+                              times, crop_mask, frame.pose, frame.box, frame.track_id)
 
     @torch.inference_mode()
-    def finish_surface(self, geo: GeometryResult) -> dict[str, float]:
+    def finish_surface(self, geo: GeometryResult,
+                       memory: SurfaceMemory | None = None) -> dict[str, float]:
         """
         Clean the localized occupancy in place; returns each step's time in ms.
 
         Stray components removed (``largest_component``), then the silhouette filled where the
         net left the person's mask empty (``fill_silhouette``: limbs attach to the body first),
         then smoothed (``surface_smoothing``: the filled limbs as well), then blended with the
-        previous frame's while the person stands still (``steady_surface``). It runs at the start
-        of the colour stage, not in :meth:`geometry`: that balances the stages.
+        previous frame's while the person stands still (``steady_surface``; ``memory``: that
+        person's last surface, by default the one person's). It runs at the start of the colour
+        stage, not in :meth:`geometry`: that balances the stages.
         """
         cfg, times = self.config, {}
+        memory = self._memory if memory is None else memory
         if geo.volume is None:
             return times
         t0 = time.perf_counter()
@@ -401,23 +426,25 @@ class Reconstructor:
             times['smooth'] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
         if cfg.steady_surface and geo.crop is not None and geo.crop_mask is not None:
-            self._memory.steady(geo.volume, geo.crop, geo.crop_mask)
+            memory.steady(geo.volume, geo.crop, geo.crop_mask)
             times['steady'] = (time.perf_counter() - t0) * 1e3
         else:
-            self._memory.forget()
+            memory.forget()
         return times
 
     @torch.inference_mode()
-    def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS) -> Reconstruction:
+    def color(self, geo: GeometryResult, outputs: frozenset[str] = ALL_OUTPUTS,
+              memory: SurfaceMemory | None = None) -> Reconstruction:
         """Run the colour stage: :meth:`finish_surface`, then colour, mesh, points, renderings."""
         cfg = self.config
         rec = Reconstruction(geo.person, geo.mask, geo.crop, geo.person_height_px,
-                             timings_ms=dict(geo.timings_ms))
+                             timings_ms=dict(geo.timings_ms), pose=geo.pose, box=geo.box,
+                             track_id=geo.track_id)
         if not geo.person or geo.volume is None:
-            self._memory.forget()
+            (self._memory if memory is None else memory).forget()
             return rec
         rec.queries = geo.volume.queries
-        rec.timings_ms.update(self.finish_surface(geo))
+        rec.timings_ms.update(self.finish_surface(geo, memory))
         t0 = time.perf_counter()
         dev = self.color_device
         feats = geo.features.to(dev, non_blocking=True)

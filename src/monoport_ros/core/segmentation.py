@@ -110,6 +110,10 @@ class PersonSegmenter:
         """Return the person probability of each pixel of ``rgb``: (H, W) float32 in [0, 1]."""
         return self._run(rgb)[0]
 
+    def probability_with_pose(self, rgb: np.ndarray) -> tuple[np.ndarray, BodyPose | None]:
+        """Return :meth:`probability` and the body pose the graph found with it (or None)."""
+        return self._run(rgb)
+
     def segment_with_pose(self, rgb: np.ndarray) -> PersonSegmentation:
         """
         Return the main person's mask and body pose in ``rgb`` ((H, W, 3) uint8 RGB).

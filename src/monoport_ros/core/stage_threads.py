@@ -18,6 +18,7 @@ import threading
 import torch
 
 from .config import MonoPortConfig
+from .frame_people import PeopleReconstructor
 from .reconstruct import Reconstructor
 from .stream import FrameInbox, ResultCallback, attempt, frames_in_flight, usable_cpus
 
@@ -25,19 +26,26 @@ _STOP = object()
 
 
 class StageThreadPipeline(FrameInbox):
-    """Run a :class:`Reconstructor` on a stream of frames without blocking the producer."""
+    """
+    Run a :class:`Reconstructor` on a stream of frames without blocking the producer.
+
+    Each frame's people go through the stages together (:class:`PeopleReconstructor`); results
+    are :class:`~monoport_ros.core.frame_people.FrameResult`.
+    """
 
     workers = 'stage threads'
 
     def __init__(self, config: MonoPortConfig, on_result: ResultCallback,
-                 reconstructor: Reconstructor | None = None) -> None:
+                 reconstructor: Reconstructor | PeopleReconstructor | None = None) -> None:
         if config.geometry_device.startswith('cpu') and config.color_device.startswith('cpu'):
             # the stages share the CPU: one intra-op thread each avoids oversubscription (set
             # before the warm-up, so that it runs as the frames will)
             torch.set_num_threads(max(1, usable_cpus() // 2))
-        if reconstructor is None:       # one passed in is used as it is
-            reconstructor = Reconstructor(config)
+        if reconstructor is None:
+            reconstructor = PeopleReconstructor(Reconstructor(config))
             reconstructor.warm_up()
+        elif isinstance(reconstructor, Reconstructor):  # else its stages are used as they are
+            reconstructor = PeopleReconstructor(reconstructor)
         self.reconstructor = reconstructor
         super().__init__(config, on_result, frames_in_flight(config))
         self._prepared: queue.Queue = queue.Queue(maxsize=1)

@@ -94,6 +94,11 @@ class PersonTracker:
                 self._next_id += 1
         return ids
 
+    def reset(self) -> None:
+        """End every track at once (their ids are listed in :attr:`ended`); ids are not reused."""
+        self.ended = [t.track_id for t in self.tracks]
+        self.tracks = []
+
     def active_boxes(self) -> list[np.ndarray]:
         """Last boxes of the live tracks (where to look first in the next frame)."""
         return [t.box for t in self.tracks]

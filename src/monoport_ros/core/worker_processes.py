@@ -84,6 +84,7 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     """Run a worker process: reconstruct the frames it is sent until it gets None."""
     import torch
 
+    from .frame_people import PeopleReconstructor
     from .reconstruct import Reconstructor
     # the core's warnings (e.g. a failed warm-up) reach the parent's log (the node's ROS log),
     # from whichever thread logs them: every send goes through one lock
@@ -96,7 +97,7 @@ def _worker_main(config: MonoPortConfig, conn: Any, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)      # the workers share the cores
     try:
-        rec = Reconstructor(config)
+        rec = PeopleReconstructor(Reconstructor(config))
         rec.warm_up()       # MediaPipe's graph, kernels, memory: before the first real frame
     except Exception as exc:    # noqa: BLE001 - reported to the parent, which raises it
         sender.send(('error', _portable(exc)))

@@ -9,7 +9,11 @@ Point clouds: ``sensor_msgs/PointCloud2`` with ``x y z`` float32 and ``rgb`` (a 
 ``0x00RRGGBB`` stored in a float32 field, as RViz and PCL expect), built from one numpy structured
 array (``sensor_msgs_py.point_cloud2.create_cloud`` where installed).
 
-Meshes: ``visualization_msgs/Marker`` TRIANGLE_LIST with per-vertex colours, ``shape_msgs/Mesh``.
+With several people, ``points_to_cloud`` adds a uint32 ``person`` field (the track id of each
+point); ``people_to_cloud`` writes one row per person (position, box, size, id).
+
+Meshes: ``visualization_msgs/Marker`` TRIANGLE_LIST with per-vertex colours, ``shape_msgs/Mesh``,
+and a ``visualization_msgs/MarkerArray`` of several markers (``marker_array_cdr``).
 Building one Python ``Point`` object per vertex takes about a second for 50k triangles, so these
 two are serialized straight to CDR bytes with numpy (``marker_cdr``, ``mesh_cdr``); rclpy publishes
 bytes as a serialized message. A self-check against ``rclpy.serialization`` (run once) guards the
@@ -29,7 +33,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
 
 try:                                    # present in a full ROS 2 install, not in the pip wheels
     from cv_bridge import CvBridge
@@ -51,6 +55,22 @@ CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb'],
                         'offsets': [0, 4, 8, 12], 'itemsize': 16})
 CLOUD_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
                 for i, n in enumerate(('x', 'y', 'z', 'rgb'))]
+#: The same with the track id of each point's person (20 bytes per point).
+PEOPLE_CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'person'],
+                               'formats': ['<f4', '<f4', '<f4', '<f4', '<u4'],
+                               'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
+PEOPLE_CLOUD_FIELDS = CLOUD_FIELDS + [PointField(name='person', offset=16,
+                                                 datatype=PointField.UINT32, count=1)]
+#: ``~/people``: one row per person: position and size (m), mask box (pixels), track id.
+PERSON_ROW_NAMES = ('x', 'y', 'z', 'size_x', 'size_y', 'size_z',
+                    'box_x0', 'box_y0', 'box_x1', 'box_y1', 'person')
+PERSON_ROW_DTYPE = np.dtype({'names': list(PERSON_ROW_NAMES),
+                             'formats': ['<f4'] * 10 + ['<u4'],
+                             'offsets': [4 * i for i in range(11)], 'itemsize': 44})
+PERSON_ROW_FIELDS = [
+    PointField(name=n, offset=4 * i, count=1,
+               datatype=PointField.UINT32 if n == 'person' else PointField.FLOAT32)
+    for i, n in enumerate(PERSON_ROW_NAMES)]
 
 
 # ----------------------------------------------------------------------------------------- images
@@ -222,29 +242,53 @@ def unpack_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], axis=1).astype(np.uint8)
 
 
-def points_to_cloud(points: np.ndarray, colors: np.ndarray, header: Header) -> PointCloud2:
-    """Unorganized PointCloud2 (x y z rgb, 16 bytes a point); rows with NaN/Inf are left out."""
+def points_to_cloud(points: np.ndarray, colors: np.ndarray, header: Header,
+                    person: np.ndarray | None = None) -> PointCloud2:
+    """
+    Unorganized PointCloud2 (x y z rgb, 16 bytes a point); rows with NaN/Inf are left out.
+
+    With ``person`` (N,) track ids, a uint32 ``person`` field follows (20 bytes a point).
+    """
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     colors = np.asarray(colors).reshape(-1, 3)
     if len(colors) != len(points):
         raise ValueError(f'{len(points)} points but {len(colors)} colours')
+    if person is not None and len(person) != len(points):
+        raise ValueError(f'{len(points)} points but {len(person)} person ids')
     keep = np.isfinite(points).all(axis=1)
     if not keep.all():
         points, colors = points[keep], colors[keep]
-    cloud = np.empty(len(points), dtype=CLOUD_DTYPE)
+        person = None if person is None else np.asarray(person)[keep]
+    if person is None:
+        dtype, fields = CLOUD_DTYPE, CLOUD_FIELDS
+    else:
+        dtype, fields = PEOPLE_CLOUD_DTYPE, PEOPLE_CLOUD_FIELDS
+    cloud = np.empty(len(points), dtype=dtype)
     cloud['x'], cloud['y'], cloud['z'] = points[:, 0], points[:, 1], points[:, 2]
     cloud['rgb'] = pack_rgb(colors)
+    if person is not None:
+        cloud['person'] = person
+    return _cloud(cloud, fields, header)
+
+
+def people_to_cloud(rows: np.ndarray, header: Header) -> PointCloud2:
+    """``~/people``: a PointCloud2 with one row (:data:`PERSON_ROW_DTYPE`) per person."""
+    return _cloud(np.asarray(rows, PERSON_ROW_DTYPE), PERSON_ROW_FIELDS, header)
+
+
+def _cloud(cloud: np.ndarray, fields: list[PointField], header: Header) -> PointCloud2:
+    """PointCloud2 of the structured array ``cloud`` (one row a point), dense, little-endian."""
     if _pc2 is not None:                # pragma: no cover - depends on the install
-        msg = _pc2.create_cloud(header, CLOUD_FIELDS, cloud)
-        msg.is_dense = True             # non-finite points were left out above
+        msg = _pc2.create_cloud(header, fields, cloud)
+        msg.is_dense = True             # non-finite points were left out by the callers
         return msg
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, len(cloud)
     msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                  for f in CLOUD_FIELDS]
+                  for f in fields]
     msg.is_bigendian = False
-    msg.point_step = CLOUD_DTYPE.itemsize
+    msg.point_step = cloud.dtype.itemsize
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = True
     msg.data = array.array('B', cloud.tobytes())
@@ -352,16 +396,44 @@ def _marker_cdr_raw(header: Header, ns: str, marker_id: int, pts: np.ndarray,
                     cols: np.ndarray, action: int) -> bytes:
     """Kilted/Jazzy visualization_msgs/Marker layout written directly."""
     w = _Cdr()
+    _write_marker(w, MarkerSpec(ns, marker_id, Marker.TRIANGLE_LIST, action, pts, cols), header)
+    return w.bytes()
+
+
+class MarkerSpec:
+    """What :func:`marker_array_cdr` writes of one marker (the rest stays at its defaults)."""
+
+    def __init__(self, ns: str, marker_id: int, kind: int, action: int = Marker.ADD,
+                 points: np.ndarray | None = None, colors: np.ndarray | None = None,
+                 scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)) -> None:
+        self.ns, self.marker_id, self.kind, self.action = ns, int(marker_id), kind, action
+        self.points = np.zeros((0, 3), '<f8') if points is None else np.asarray(points, '<f8')
+        self.colors = np.zeros((0, 4), '<f4') if colors is None else np.asarray(colors, '<f4')
+        self.scale, self.color = scale, color
+
+    def message(self, header: Header) -> Marker:
+        """Build the same marker as a message object (slow for big meshes: self-check, tests)."""
+        m = _marker_template(header, self.ns, self.marker_id, self.action)
+        m.type = self.kind
+        m.scale.x, m.scale.y, m.scale.z = self.scale
+        m.color = ColorRGBA(r=self.color[0], g=self.color[1], b=self.color[2], a=self.color[3])
+        m.points = [Point(x=x, y=y, z=z) for x, y, z in self.points.tolist()]
+        m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in self.colors.tolist()]
+        return m
+
+
+def _write_marker(w: _Cdr, spec: MarkerSpec, header: Header) -> None:
     w.header(header)
-    w.string(ns)
-    w.fmt('iii', int(marker_id), Marker.TRIANGLE_LIST, action, align=4)
+    w.string(spec.ns)
+    w.fmt('iii', spec.marker_id, spec.kind, spec.action, align=4)
     w.fmt('7d', 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, align=8)       # pose
-    w.fmt('3d', 1.0, 1.0, 1.0, align=8)                             # scale
-    w.fmt('4f', 1.0, 1.0, 1.0, 1.0, align=4)                        # color
+    w.fmt('3d', *spec.scale, align=8)                               # scale
+    w.fmt('4f', *spec.color, align=4)                               # color
     w.fmt('iI', 0, 0, align=4)                                      # lifetime
     w.fmt('?', False, align=1)                                      # frame_locked
-    w.array(pts, 8)
-    w.array(cols, 4)
+    w.array(spec.points, 8)
+    w.array(spec.colors, 4)
     w.string('')                                                    # texture_resource
     w.header(Header())                                              # texture.header
     w.string('')                                                    # texture.format
@@ -372,7 +444,24 @@ def _marker_cdr_raw(header: Header, ns: str, marker_id: int, pts: np.ndarray,
     w.string('')                                                    # mesh_file.filename
     w.fmt('I', 0, align=4)                                          # mesh_file.data
     w.fmt('?', False, align=1)                                      # mesh_use_embedded_materials
+
+
+def marker_array_cdr(specs: list[MarkerSpec], header: Header) -> bytes:
+    """Serialize a visualization_msgs/MarkerArray of ``specs`` (publish the bytes)."""
+    if not fast_path_ok():              # pragma: no cover - another message layout
+        return serialize_message(MarkerArray(markers=[m.message(header) for m in specs]))
+    w = _Cdr()
+    w.fmt('I', len(specs), align=4)
+    for spec in specs:
+        _write_marker(w, spec, header)
     return w.bytes()
+
+
+def triangle_marker(vertices: np.ndarray, faces: np.ndarray, vertex_colors: np.ndarray,
+                    ns: str, marker_id: int) -> MarkerSpec:
+    """Make a TRIANGLE_LIST marker of a mesh with per-vertex colours (see :func:`marker_cdr`)."""
+    pts, cols = _triangle_arrays(vertices, faces, vertex_colors)
+    return MarkerSpec(ns, marker_id, Marker.TRIANGLE_LIST, Marker.ADD, pts, cols)
 
 
 def _mesh_cdr_raw(vertices: np.ndarray, faces: np.ndarray) -> bytes:
@@ -416,9 +505,20 @@ def fast_path_ok() -> bool:
         try:
             own_marker = _marker_cdr_raw(h, 'n', 1, pts, cols, Marker.ADD)
             own_mesh = _mesh_cdr_raw(v, f)
+            specs = [MarkerSpec('a', 2, Marker.CUBE, Marker.DELETEALL),
+                     MarkerSpec('b', 3, Marker.LINE_LIST, Marker.ADD, pts[:2], cols[:2],
+                                (0.01, 0.0, 0.0), (0.5, 0.25, 1.0, 0.75))]
+            ref_array = MarkerArray(markers=[s.message(h) for s in specs])
+            w = _Cdr()
+            w.fmt('I', len(specs), align=4)
+            for spec in specs:
+                _write_marker(w, spec, h)
+            own_array = w.bytes()
             # rclpy leaves padding bytes uninitialized: compare sizes and decoded contents
             _FAST_OK = (len(own_marker) == len(serialize_message(ref_marker))
                         and deserialize_message(own_marker, Marker) == ref_marker
+                        and len(own_array) == len(serialize_message(ref_array))
+                        and deserialize_message(own_array, MarkerArray) == ref_array
                         and len(own_mesh) == len(serialize_message(ref_mesh))
                         and deserialize_message(own_mesh, Mesh) == ref_mesh)
         except Exception:               # pragma: no cover - unexpected message layout

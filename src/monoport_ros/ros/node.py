@@ -7,15 +7,24 @@ Subscriptions
     ``depth`` (sensor_msgs/Image 16UC1 mm or 32FC1 m registered to ``image``, optional: paired
     by stamp within ``depth_slop``, it places the person; see :mod:`core.placement`).
 
-Publications (stamp = the input image's stamp; frame = ``frame_id`` or else the image's frame)
-    ``~/points``        sensor_msgs/PointCloud2, x y z float32 + packed rgb, the coloured surface;
-    ``~/mesh_marker``   visualization_msgs/Marker TRIANGLE_LIST with per-vertex colours (at most
-                        ``mesh_max_triangles``); a DELETE marker when no person is seen;
+Publications (stamp = the input image's stamp; frame = ``frame_id`` or else the image's frame).
+Up to ``max_people`` people a frame, largest first, each with a track id (kept while they stay in
+view, never reused); see :mod:`ros.people_messages` for the layouts.
+    ``~/points``        sensor_msgs/PointCloud2, x y z float32 + packed rgb + uint32 person (the
+                        track id), every person's coloured surface;
+    ``~/mesh_markers``  visualization_msgs/MarkerArray, a TRIANGLE_LIST per person (ns person,
+                        id the track id), a DELETE for each who left; DELETEALL at start-up;
+    ``~/people``        sensor_msgs/PointCloud2, one row per person: position, size, box, id;
+    ``~/skeletons``     visualization_msgs/MarkerArray, landmarks and links per person;
+    ``~/joints``        geometry_msgs/PoseArray, 33 BlazePose landmarks per person (NaN: unseen);
+    ``~/mesh_marker``   visualization_msgs/Marker TRIANGLE_LIST of the first person (at most
+                        ``mesh_max_triangles`` a person); a DELETE marker when no person is seen;
     ``~/mesh``          shape_msgs/Mesh of the same surface. The message has no header: its
                         vertices are in the frame (and of the stamp) of the ``~/mesh_marker`` and
                         ``~/points`` published with it, i.e. the camera's optical frame;
-    ``~/render/<view>`` sensor_msgs/Image rgb8, a direct rendering per ``render_views`` entry;
-    ``~/mask``          sensor_msgs/Image mono8, the person segmentation (input size);
+    ``~/render/<view>`` sensor_msgs/Image rgb8, a direct rendering of the first person per
+                        ``render_views`` entry;
+    ``~/mask``          sensor_msgs/Image mono8, every person's pixels (input size);
     ``/diagnostics``    diagnostic_msgs/DiagnosticArray once a second.
 
 Geometry is placed metrically in the optical frame (x right, y down, z forward) with the
@@ -53,24 +62,29 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from shape_msgs.msg import Mesh
 from std_msgs.msg import Header
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
 
 from . import conversions as conv
 from .depth import DepthPairer, stamp_seconds
 from .diagnostics import reconstruction_status
 from .log_bridge import route_core_logs, unroute_core_logs
 from . import params as P
+from . import people_messages as people_msgs
+from .people_messages import PlacedPerson, placed_joints
 from .signals import interrupts_ignored
 from ..core.camera import OpticalPlacement, PinholeCamera
 from ..core.config import MonoPortConfig
+from ..core.frame_people import FrameResult
 from ..core.pipeline import Pipeline, make_pipeline
 from ..core.placement import fit_to_depth
 from ..core.steadying import PlacementSmoother
-from ..core.reconstruct import check_image
+from ..core.reconstruct import check_image, Reconstruction
 from ..core.results import write_mesh, write_views
+from ..core.tracking import PersonTracker
 
 NODE_NAME = 'monoport_node'
 DEFAULT_FRAME = 'camera'            # used when neither frame_id nor the image name a frame
@@ -99,6 +113,17 @@ def camera_from_info(msg: CameraInfo) -> PinholeCamera:
     if not all(math.isfinite(v) for v in (cam.cx, cam.cy)):
         raise ValueError(f'invalid camera centre in {cam}')
     return cam
+
+
+def _box_of(rec: Reconstruction) -> np.ndarray:
+    """Return a person's mask box x0, y0, x1, y1 (pixels): the engine's, else the mask's."""
+    if rec.box is not None:
+        return np.asarray(rec.box, np.float64)
+    rows = np.flatnonzero(rec.mask.any(axis=1))
+    cols = np.flatnonzero(rec.mask.any(axis=0))
+    if not rows.size:
+        return np.zeros(4)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float64)
 
 
 def _reliability(name: str) -> ReliabilityPolicy:
@@ -152,6 +177,10 @@ class MonoPortNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         self.pub_points = self._output(PointCloud2, '~/points')
+        self.pub_markers = self._output(MarkerArray, '~/mesh_markers')
+        self.pub_people = self._output(PointCloud2, '~/people')
+        self.pub_skeletons = self._output(MarkerArray, '~/skeletons')
+        self.pub_joints = self._output(PoseArray, '~/joints')
         self.pub_marker = self._output(Marker, '~/mesh_marker')
         self.pub_mesh = self._output(Mesh, '~/mesh')
         self.pub_mask = self._output(Image, '~/mask')
@@ -162,7 +191,12 @@ class MonoPortNode(Node):
 
         self.depth = DepthPairer()
         self.sub_depth: Any = None      # with the image subscription (depth_placement)
-        self._steady = PlacementSmoother()
+        # identities in input order (each worker process sees only some of the frames)
+        self._tracker = PersonTracker()
+        self._steady: dict[int, PlacementSmoother] = {}     # per track id
+        self._shown: set[int] = set()   # track ids with markers out
+        self._people_in_view = 0
+        self._cleared: set[str] = set()     # marker topics whose DELETEALL went out
         self._depth_residual = float('nan')
         self._in_qos = QoSProfile(history=qos_profile_sensor_data.history,
                                   depth=qos_profile_sensor_data.depth,
@@ -296,9 +330,11 @@ class MonoPortNode(Node):
         out = set()
         if self.pub_points.get_subscription_count():
             out.add('points')
-        if cfg.output_dir or self.pub_marker.get_subscription_count() \
-                or self.pub_mesh.get_subscription_count():
+        if cfg.output_dir or any(pub.get_subscription_count() for pub in (
+                self.pub_marker, self.pub_mesh, self.pub_markers, self.pub_people)):
             out.add('mesh')
+        if self.pub_skeletons.get_subscription_count() or self.pub_joints.get_subscription_count():
+            out.add('skeletons')        # landmarks only: the engine need not mesh for them
         if cfg.render_views and (cfg.output_dir or any(
                 self.pub_views[v].get_subscription_count() for v in cfg.render_views)):
             out.add('views')
@@ -365,41 +401,67 @@ class MonoPortNode(Node):
             self.get_logger().error(f'publishing failed: {type(exc).__name__}: {exc}',
                                     throttle_duration_sec=5.0)
 
-    def _publish(self, meta: FrameMeta, rec: Any) -> None:
+    def _publish(self, meta: FrameMeta, result: FrameResult | Reconstruction) -> None:
         cfg = self.config
         header = meta.header
         t0 = time.perf_counter()
-        if 'mask' in meta.outputs and rec.mask is not None and rec.mask.size:
-            self.pub_mask.publish(conv.array_to_image(np.ascontiguousarray(rec.mask, bool),
+        if isinstance(result, Reconstruction):      # a pipeline of one person's stages
+            result = FrameResult.of(result)
+        if 'mask' in meta.outputs and result.mask is not None and result.mask.size:
+            self.pub_mask.publish(conv.array_to_image(np.ascontiguousarray(result.mask, bool),
                                                       'mono8', header))
-        if not rec.person:
+        people = result.people
+        ids = self._tracker.update(np.array([_box_of(r) for r in people], np.float64))
+        for ended in self._tracker.ended:
+            self._steady.pop(ended, None)
+        if not people:
             self._count('no_person')
-            self._steady.reset()
             self.pub_marker.publish(conv.delete_marker(header))
-        else:
-            self._publish_geometry(meta, rec)
-            for view, image in rec.views.items():
+        placed = self._place_people(meta, people, ids)
+        self._publish_people(meta, people, placed)
+        if people:
+            for view, image in people[0].views.items():
                 pub = self.pub_views.get(view)
                 if pub is not None and pub.get_subscription_count():
                     pub.publish(conv.rgb_to_image(image, 'rgb8', header))
         # the node's own work, beside the engine's stages: Image -> array, results -> messages
-        timings = {**(getattr(rec, 'timings_ms', {}) or {}), 'image_in': meta.image_in_ms,
+        timings = {**(result.timings_ms or {}), 'image_in': meta.image_in_ms,
                    'publish': 1e3 * (time.perf_counter() - t0)}
         with self._lock:
             self._counters['published'] += 1
+            self._counters['people'] += len(people)
+            self._people_in_view = len(people)
             self._latencies.append(time.monotonic() - meta.received)
             self._last_timings = timings
             self._seq += 1
             seq = self._seq
-        if cfg.output_dir and rec.person:
-            self._write_outputs(Path(cfg.output_dir), seq, rec)
+        if cfg.output_dir and people:
+            self._write_outputs(Path(cfg.output_dir), seq, people[0])
 
-    def _placement(self, meta: FrameMeta, rec: Any) -> OpticalPlacement:
-        """Where the person is: fitted to the paired depth image, else by weak perspective."""
+    def _place_people(self, meta: FrameMeta, people: list[Reconstruction],
+                      ids: list[int]) -> list[PlacedPerson]:
+        """Each person placed in the camera frame, with the frame's depth image where paired."""
+        depth = None
+        if people and self.config.depth_placement and self.depth.received:
+            depth = self._paired_depth(meta)
+        placed = []
+        for rec, track_id in zip(people, ids):
+            place = self._placement(meta, rec, track_id, depth)
+            person = PlacedPerson(track_id, _box_of(rec),
+                                  joints=placed_joints(rec.model_pose(), place))
+            if len(rec.vertices):
+                person.vertices, person.faces = place.apply(rec.vertices), rec.faces
+                person.vertex_colors = rec.vertex_colors
+            if len(rec.points):
+                person.points, person.point_colors = place.apply(rec.points), rec.point_colors
+            placed.append(person)
+        return placed
+
+    def _placement(self, meta: FrameMeta, rec: Any, track_id: int,
+                   depth: np.ndarray | None) -> OpticalPlacement:
+        """Where a person is: fitted to the paired depth image, else by weak perspective."""
         cfg, cam = self.config, meta.camera
-        place = None
-        if cfg.depth_placement and self.depth.received:
-            place = self._depth_fit(meta, rec)
+        place = self._depth_fit(meta, rec, depth) if depth is not None else None
         if place is None:
             if cfg.subject_distance > 0:
                 distance = cfg.subject_distance
@@ -408,23 +470,28 @@ class MonoPortNode(Node):
             place = cam.weak_perspective(rec.crop, distance)
         if not cfg.steady_placement:
             return place
-        self._steady.tune(cfg.steady_min_cutoff, cfg.steady_beta)
-        return self._steady(place, stamp_seconds(meta.header.stamp))
+        steady = self._steady.setdefault(track_id, PlacementSmoother())
+        steady.tune(cfg.steady_min_cutoff, cfg.steady_beta)
+        return steady(place, stamp_seconds(meta.header.stamp))
 
-    def _depth_fit(self, meta: FrameMeta, rec: Any) -> OpticalPlacement | None:
+    def _paired_depth(self, meta: FrameMeta) -> np.ndarray | None:
+        """Return the depth image (metres) paired with the frame, if any (counted when not)."""
         msg = self.depth.match(meta.header.stamp, self.config.depth_slop)
         if msg is None:
             self._count('depth_unpaired')
             return None
         try:
             depth = conv.depth_to_metres(msg, self.config.max_image_pixels)
-            if depth.shape != rec.mask.shape:
+            if depth.shape != (meta.height, meta.width):
                 raise ValueError(f'depth image {depth.shape[1]}x{depth.shape[0]} is not '
                                  f'registered to the {meta.width}x{meta.height} colour image')
         except ValueError as exc:
             self._count('depth_invalid')
             self.get_logger().warning(f'depth image not used: {exc}', throttle_duration_sec=5.0)
             return None
+        return depth
+
+    def _depth_fit(self, meta: FrameMeta, rec: Any, depth: np.ndarray) -> OpticalPlacement | None:
         surface = rec.vertices if len(rec.vertices) else rec.points
         fit = fit_to_depth(depth, rec.mask, meta.camera, rec.crop, surface)
         if fit is None:
@@ -434,21 +501,42 @@ class MonoPortNode(Node):
         self._depth_residual = fit.residual_m
         return fit.placement
 
-    def _publish_geometry(self, meta: FrameMeta, rec: Any) -> None:
-        place = self._placement(meta, rec)
-        if 'points' in meta.outputs and len(rec.points):
-            pts = place.apply(rec.points)
-            self.pub_points.publish(conv.points_to_cloud(pts, rec.point_colors, meta.header))
-        if 'mesh' in meta.outputs:
-            verts = place.apply(rec.vertices) if len(rec.vertices) else np.zeros((0, 3))
-            if self.pub_marker.get_subscription_count():
-                if len(rec.faces):
-                    self.pub_marker.publish(conv.marker_cdr(verts, rec.faces, rec.vertex_colors,
-                                                            meta.header))
-                else:
-                    self.pub_marker.publish(conv.delete_marker(meta.header))
-            if self.pub_mesh.get_subscription_count():
-                self.pub_mesh.publish(conv.mesh_cdr(verts, rec.faces))
+    def _publish_people(self, meta: FrameMeta, people: list[Reconstruction],
+                        placed: list[PlacedPerson]) -> None:
+        header, outputs = meta.header, meta.outputs
+        now = {p.track_id for p in placed}
+        gone = sorted(self._shown - now)
+        self._shown = now
+        if 'points' in outputs:
+            self.pub_points.publish(people_msgs.points_message(placed, header))
+        if self.pub_markers.get_subscription_count():
+            self.pub_markers.publish(people_msgs.mesh_markers(placed, gone, header,
+                                                              self._first('mesh_markers')))
+        if self.pub_people.get_subscription_count():
+            self.pub_people.publish(people_msgs.people_message(placed, header))
+        if self.pub_skeletons.get_subscription_count():
+            self.pub_skeletons.publish(people_msgs.skeleton_markers(placed, gone, header,
+                                                                    self._first('skeletons')))
+        if self.pub_joints.get_subscription_count():
+            self.pub_joints.publish(people_msgs.joints_message(placed, header))
+        if not placed or 'mesh' not in outputs:
+            return
+        first = placed[0]                    # the single-person topics: the first-ranked
+        if self.pub_marker.get_subscription_count():
+            if len(first.faces):
+                self.pub_marker.publish(conv.marker_cdr(first.vertices, first.faces,
+                                                        first.vertex_colors, header))
+            else:
+                self.pub_marker.publish(conv.delete_marker(header))
+        if self.pub_mesh.get_subscription_count():
+            verts = first.vertices if len(first.vertices) else np.zeros((0, 3))
+            self.pub_mesh.publish(conv.mesh_cdr(verts, first.faces))
+
+    def _first(self, topic: str) -> bool:
+        """Whether this is the first MarkerArray on ``topic`` (it starts with a DELETEALL)."""
+        first = topic not in self._cleared
+        self._cleared.add(topic)
+        return first
 
     def _write_outputs(self, out: Path, seq: int, rec: Any) -> None:
         """Mesh (.ply, model space: x right, y up, z towards the camera) and views (.png)."""
@@ -499,6 +587,8 @@ class MonoPortNode(Node):
             'octree_levels': self.octree_levels,
             'workers': self.workers,
             'depth_fit_residual_m': self._depth_residual,
+            'max_people': self.config.max_people,
+            'people_in_view': self._people_in_view,
         }
         status = reconstruction_status(f'{self.get_fully_qualified_name()}: reconstruction',
                                        stats, delta, now - t0, lat, timings, engine,
