@@ -171,3 +171,17 @@ def test_open_tracking_segmenter_does_not_hang_the_exit(tmp_path):
             'assert seg.segment(rgb).sum() > 1000 and seg.segment(rgb).sum() > 1000\n')
     done = subprocess.run([sys.executable, '-c', code], timeout=60, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_a_tracking_segmenter_takes_a_new_image_size():
+    """A camera other than the warm-up image's size (MediaPipe's smoothing needs one size)."""
+    from monoport_ros.core.preprocess import load_rgb
+    from monoport_ros.core.reconstruct import WARM_UP_IMAGE
+
+    rgb = load_rgb(WARM_UP_IMAGE)
+    with PersonSegmenter('pose', video=True) as seg:
+        assert seg.segment(rgb).any()
+        wide = np.zeros((480, 640, 3), np.uint8)
+        wide[:, 64:576] = cv2.resize(rgb, (512, 480))
+        assert seg.segment(wide).any()
+        assert seg.segment(wide).shape == (480, 640)

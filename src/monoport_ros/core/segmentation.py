@@ -71,18 +71,21 @@ class PersonSegmenter:
         self.keep_largest = bool(keep_largest)
         self._lock = threading.Lock()
         self._tracking = False          # video mode, and the last frame had a person
-        if model == 'pose':
+        self._size: tuple[int, int] | None = None     # the last image's shape (video mode)
+        self._graph = self._make_graph()
+        _LIVE.add(self)
+
+    def _make_graph(self):
+        if self.model == 'pose':
             from mediapipe.python.solutions import pose
 
             # model_complexity=1 is the only pose landmark model bundled in the wheel.
-            self._graph = pose.Pose(static_image_mode=not self.video, model_complexity=1,
-                                    smooth_landmarks=self.video, enable_segmentation=True,
-                                    smooth_segmentation=self.video)
-        else:
-            from mediapipe.python.solutions import selfie_segmentation
+            return pose.Pose(static_image_mode=not self.video, model_complexity=1,
+                             smooth_landmarks=self.video, enable_segmentation=True,
+                             smooth_segmentation=self.video)
+        from mediapipe.python.solutions import selfie_segmentation
 
-            self._graph = selfie_segmentation.SelfieSegmentation(model_selection=0)
-        _LIVE.add(self)
+        return selfie_segmentation.SelfieSegmentation(model_selection=0)
 
     def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, BodyPose | None]:
         """Person probability (H, W) float32 and the body pose (None: no landmarks)."""
@@ -91,6 +94,13 @@ class PersonSegmenter:
             if self._graph is None:
                 raise RuntimeError('PersonSegmenter is closed')
             image = np.ascontiguousarray(rgb)
+            if self.video and self._size not in (None, rgb.shape[:2]):
+                # the tracking graph's mask smoothing fails on a new image size (a RET_CHECK
+                # in SegmentationSmoothingCalculator): a new stream, a new graph
+                self._graph.close()
+                self._graph = self._make_graph()
+                self._tracking = False
+            self._size = rgb.shape[:2]
             result = self._graph.process(image)
             if self._tracking and result.segmentation_mask is None:
                 # The tracked region held nobody (a cut, or the person left it): the graph
