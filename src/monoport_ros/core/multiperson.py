@@ -162,7 +162,7 @@ class PeopleFinder:
     def _segment_crop(self, rgb: np.ndarray, cx: float, cy: float, body_size: float,
                       taken: np.ndarray, crop: PersonCrop, segmenter: PersonSegmenter
                       ) -> tuple[np.ndarray, BodyPose | None] | None:
-        """The mask and pose of the person at ``(cx, cy)`` (body size in pixels), or None."""
+        """Return the mask and pose of the person at ``(cx, cy)`` (body size in px), or None."""
         h, w = rgb.shape[:2]
         size = self.crop_size
         m = crop.affine(size)
@@ -245,7 +245,7 @@ class PeopleFinder:
         return people
 
     def _hand_out_graphs(self, ids: list[int]) -> None:
-        """Ended tracks give their graphs back; new people take one (at most max_people)."""
+        """Take the graphs of ended tracks back; give new people one (at most max_people)."""
         for ended in self.tracker.ended:
             graph = self._graphs.pop(ended, None)
             if graph is not None:
