@@ -86,7 +86,7 @@ def rotate_y(vertices: np.ndarray, yaw_deg: float) -> np.ndarray:
 
 
 def tilt(vertices: np.ndarray, pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
-    """A camera looking down by ``pitch_deg`` and rolled by ``roll_deg``: the person turned."""
+    """Turn points as seen by a camera looking down by ``pitch_deg``, rolled by ``roll_deg``."""
     a, b = math.radians(pitch_deg), math.radians(roll_deg)
     rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)],
                    [0.0, math.sin(a), math.cos(a)]])
@@ -102,7 +102,7 @@ def sample_camera_tilt(rng: np.random.Generator) -> tuple[float, float]:
 
 def make_subject(rng: np.random.Generator, dressed: bool = True, pose: str | None = None
                  ) -> Person:
-    """A synthetic subject: a dressed person (garments as geometry) or the undressed one."""
+    """Make a synthetic subject: a dressed person (garments as geometry) or an undressed one."""
     person = make_person(rng, pose)
     return dress(person, rng) if dressed else person
 
@@ -340,7 +340,8 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
     meta = {'n_subjects': n_subjects, 'yaw_step': yaw_step, 'crop_size': crop_size,
             'image_size': image_size, 'seed': seed, 'n_samples': n_surface + n_uniform,
             'n_surface': n_surface, 'n_uniform': n_uniform, 'n_color': n_color,
-            'surface_sigmas_m': list(SURFACE_SIGMAS_M), 'yaws': yaws, 'landmarks': landmarks, 'dressed': dressed,
+            'surface_sigmas_m': list(SURFACE_SIGMAS_M), 'yaws': yaws, 'landmarks': landmarks,
+            'dressed': dressed,
             'subjects_done': [], 'n_files': 0, 'complete': False, 'seconds': 0.0,
             'format': 'samples/{subject:04d}_{yaw:03d}.npz: image, mask, points, labels, '
                       'color_points, colors, subject, yaw; points in model space [-1,1]^3 '
@@ -417,7 +418,8 @@ def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    cases = write_eval_set(args.out, args.n, args.seed, args.size, dressed=not args.undressed)
+    cases = write_eval_set(args.out, args.n, args.seed, args.size,
+                           dressed=not args.undressed)
     print(f'wrote {len(cases)} cases to {args.out}')
     return 0
 
