@@ -22,7 +22,9 @@ import numpy as np
 
 from ..core.camera import OrthoCamera
 from ..core.o3d import o3d
+from .garments import dress
 from .people import Person, make_person
+from .winding import occupancy
 from ..core.preprocess import crop_person
 from ..core.segmentation import PersonSegmenter
 
@@ -83,11 +85,37 @@ def rotate_y(vertices: np.ndarray, yaw_deg: float) -> np.ndarray:
     return vertices @ rot.T
 
 
+def tilt(vertices: np.ndarray, pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+    """Turn points as seen by a camera looking down by ``pitch_deg``, rolled by ``roll_deg``."""
+    a, b = math.radians(pitch_deg), math.radians(roll_deg)
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)],
+                   [0.0, math.sin(a), math.cos(a)]])
+    rz = np.array([[math.cos(b), -math.sin(b), 0.0], [math.sin(b), math.cos(b), 0.0],
+                   [0.0, 0.0, 1.0]])
+    return vertices @ (rz @ rx).T
+
+
+def sample_camera_tilt(rng: np.random.Generator) -> tuple[float, float]:
+    """(pitch, roll) in degrees of a robot's camera: looking down by 0-35, rolled a little."""
+    return float(rng.uniform(0.0, 35.0)), float(rng.normal(0.0, 3.0))
+
+
+def make_subject(rng: np.random.Generator, dressed: bool = True, pose: str | None = None
+                 ) -> Person:
+    """Make a synthetic subject: a dressed person (garments as geometry) or an undressed one."""
+    person = make_person(rng, pose)
+    return dress(person, rng) if dressed else person
+
+
 def render_person(person: Person, yaw_deg: float, image_size: int | tuple[int, int],
                   rng: np.random.Generator, background: str | np.ndarray | None = None,
-                  height_fraction: tuple[float, float] = (0.6, 0.9), nthreads: int = 0) -> dict:
+                  height_fraction: tuple[float, float] = (0.6, 0.9), nthreads: int = 0,
+                  pitch_deg: float = 0.0, roll_deg: float = 0.0) -> dict:
     """
     Orthographic render of ``person`` turned by ``yaw_deg`` about the vertical axis.
+
+    ``pitch_deg`` and ``roll_deg`` then turn the person about the camera's x and z axes, as a
+    camera mounted high and looking down sees them (the ground truth stays in the camera frame).
 
     ``image_size`` is a side or ``(width, height)``. The person is 60-90% of the image height (by
     default), placed at random. ``background`` is a kind from BACKGROUNDS, an image, or None
@@ -101,6 +129,8 @@ def render_person(person: Person, yaw_deg: float, image_size: int | tuple[int, i
     if width < 16 or height < 16:
         raise ValueError(f'image too small: {width}x{height}')
     v = rotate_y(person.vertices, yaw_deg)
+    if pitch_deg or roll_deg:
+        v = tilt(v, pitch_deg, roll_deg)
     lo, hi = v.min(axis=0), v.max(axis=0)
     v = v - 0.5 * (lo + hi)
     ext = hi - lo
@@ -167,34 +197,6 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.rand
     return pts, fid
 
 
-# Ray directions of the inside/outside vote (unit, away from the axes and from each other).
-_OCC_DIRS = np.array([[0.267, 0.534, 0.802], [-0.707, 0.141, -0.693], [0.577, -0.801, -0.160]])
-
-
-def occupancy(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
-              nthreads: int = 0) -> np.ndarray:
-    """
-    Inside (True) / outside of a closed, outward-oriented mesh for (N, 3) points.
-
-    Posed skinned bodies self-intersect a little (arm against torso, fingers), where parity
-    counting (Open3D's ``compute_occupancy``) calls the overlap "outside". Here the winding number
-    is counted instead along three rays per point (Open3D ``list_intersections``: +1 per exit,
-    -1 per entry), and the majority of the three "winding > 0" votes decides.
-    """
-    pts = np.asarray(points, np.float32).reshape(-1, 3)
-    scene = _raycasting_scene(vertices, faces)
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    votes = np.zeros(len(pts), np.int32)
-    for d in _OCC_DIRS:
-        rays = np.concatenate([pts, np.broadcast_to(d.astype(np.float32), pts.shape)], axis=1)
-        hits = scene.list_intersections(o3d.core.Tensor(rays), nthreads=nthreads)
-        ray_ids = hits['ray_ids'].numpy().astype(np.int64)
-        crossing = np.sign(fn[hits['primitive_ids'].numpy().astype(np.int64)] @ d)
-        votes += np.bincount(ray_ids, weights=crossing, minlength=len(pts)) > 0.5
-    return votes >= 2
-
-
 def _camera_effects(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mild optical blur and sensor noise (each half of the time)."""
     out = image
@@ -210,7 +212,8 @@ def make_training_sample(person: Person, yaw_deg: float, rng: np.random.Generato
                          image_size: int = 512, crop_size: int = 256, n_surface: int = 12000,
                          n_uniform: int = 2000, n_color: int = 4000,
                          mask_jitter: bool = True, camera_effects: bool = True,
-                         nthreads: int = 0, segmenter: 'PersonSegmenter | None' = None) -> dict:
+                         nthreads: int = 0, segmenter: 'PersonSegmenter | None' = None,
+                         camera_tilt: bool = False) -> dict:
     """
     Make one network training sample of ``person`` at ``yaw_deg`` (arrays as in the npz files).
 
@@ -220,7 +223,9 @@ def make_training_sample(person: Person, yaw_deg: float, rng: np.random.Generato
     are stored too, mapped by the sample's crop: ``pose`` (33, 4) x, y, z, visibility in model
     space (all zero when none were found) and ``pose_world`` (33, 3) metres.
     """
-    r = render_person(person, yaw_deg, image_size, rng, nthreads=nthreads)
+    pitch, roll = sample_camera_tilt(rng) if camera_tilt else (0.0, 0.0)
+    r = render_person(person, yaw_deg, image_size, rng, nthreads=nthreads, pitch_deg=pitch,
+                      roll_deg=roll)
     mask = r['mask']
     if mask_jitter and rng.random() < 0.5:     # the segmenter's mask at test time is not exact
         op = cv2.erode if rng.random() < 0.5 else cv2.dilate
@@ -264,10 +269,10 @@ def subject_rng(seed: int, subject: int) -> np.random.Generator:
 
 def _write_subject(job: tuple) -> tuple[int, int, float]:
     """Worker: all views of one subject; returns (subject, files written, seconds)."""
-    out_dir, subject, seed, yaws, kw, nthreads, landmarks = job
+    out_dir, subject, seed, yaws, kw, nthreads, landmarks, dressed = job
     t0 = time.perf_counter()
     segmenter = _landmark_segmenter() if landmarks else None
-    person = make_person(subject_rng(seed, subject))
+    person = make_subject(subject_rng(seed, subject), dressed)
     written = 0
     for yaw in yaws:
         path = Path(out_dir) / 'samples' / f'{subject:04d}_{yaw:03d}.npz'
@@ -276,7 +281,7 @@ def _write_subject(job: tuple) -> tuple[int, int, float]:
         # one generator per view: a resumed run writes the same files as an uninterrupted one
         rng = np.random.default_rng([int(seed), int(subject), 1 + int(yaw)])
         sample = make_training_sample(person, float(yaw), rng, nthreads=nthreads,
-                                      segmenter=segmenter, **kw)
+                                      segmenter=segmenter, camera_tilt=dressed, **kw)
         tmp = path.with_name(path.name + '.part')      # readers glob *.npz: not seen until done
         with open(tmp, 'wb') as fh:
             np.savez_compressed(fh, subject=np.int64(subject), yaw=np.float32(yaw), **sample)
@@ -304,7 +309,8 @@ def _write_meta(out_dir: Path, meta: dict) -> None:
 def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_size: int = 512,
                        crop_size: int = 256, yaw_step: int = 10, n_surface: int = 12000,
                        n_uniform: int = 2000, n_color: int = 4000, workers: int = 1,
-                       verbose: bool = False, landmarks: bool = True) -> dict:
+                       verbose: bool = False, landmarks: bool = True,
+                       dressed: bool = True) -> dict:
     """
     Write ``out_dir/samples/{subject:04d}_{yaw:03d}.npz`` and ``out_dir/meta.json``.
 
@@ -312,7 +318,9 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
     (crop, crop) uint8, ``points`` (N, 3) float32 model space, ``labels`` (N,) uint8 (1 = inside),
     ``color_points`` (M, 3) float32, ``colors`` (M, 3) uint8, ``subject`` and ``yaw``.
     With ``landmarks`` each also holds ``pose`` and ``pose_world``: BlazePose's landmarks on the
-    whole render (see :func:`make_training_sample`). Existing sample files are kept (a stopped
+    whole render (see :func:`make_training_sample`). ``dressed`` (the default) makes dressed
+    people seen by tilted cameras (:func:`make_subject`, :func:`sample_camera_tilt`); False
+    keeps the undressed people of level cameras. Existing sample files are kept (a stopped
     run resumes). meta.json is rewritten after every
     subject, with ``complete`` false until the end. Returns the meta dict.
     """
@@ -333,6 +341,7 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
             'image_size': image_size, 'seed': seed, 'n_samples': n_surface + n_uniform,
             'n_surface': n_surface, 'n_uniform': n_uniform, 'n_color': n_color,
             'surface_sigmas_m': list(SURFACE_SIGMAS_M), 'yaws': yaws, 'landmarks': landmarks,
+            'dressed': dressed,
             'subjects_done': [], 'n_files': 0, 'complete': False, 'seconds': 0.0,
             'format': 'samples/{subject:04d}_{yaw:03d}.npz: image, mask, points, labels, '
                       'color_points, colors, subject, yaw; points in model space [-1,1]^3 '
@@ -341,7 +350,8 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
                       'BlazePose on the render) and pose_world (33, 3 m)'}
     t0 = time.perf_counter()
     nthreads = 1 if workers > 1 else 0
-    jobs = [(str(out), s, seed, yaws, kw, nthreads, landmarks) for s in range(n_subjects)]
+    jobs = [(str(out), s, seed, yaws, kw, nthreads, landmarks, dressed)
+            for s in range(n_subjects)]
     done: list[int] = []
 
     def record(result: tuple[int, int, float]) -> None:
@@ -367,7 +377,8 @@ def write_training_set(out_dir: str | Path, n_subjects: int, seed: int, image_si
     return meta
 
 
-def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512) -> list[Path]:
+def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512,
+                   dressed: bool = True) -> list[Path]:
     """
     Write ``n`` held-out cases ``case_XXX/``: image, mask, camera, gt mesh and info.
 
@@ -375,6 +386,8 @@ def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512
 
     Subjects use seeds offset by EVAL_SEED_OFFSET, so they never coincide with training subjects.
     ``gt.ply`` is the ground-truth mesh in the camera frame (metres) with vertex colours.
+    ``dressed`` (the default): dressed people (their garment parameters in info.json under
+    ``outfit``) seen by a tilted camera (``pitch_deg``, ``roll_deg``); False: undressed, level.
     """
     import trimesh
 
@@ -384,9 +397,10 @@ def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512
     cases = []
     for i in range(n):
         rng = subject_rng(seed, EVAL_SEED_OFFSET + i)
-        person = make_person(rng)
+        person = make_subject(rng, dressed)
         yaw = float(rng.uniform(0, 360))
-        r = render_person(person, yaw, image_size, rng)
+        pitch, roll = sample_camera_tilt(rng) if dressed else (0.0, 0.0)
+        r = render_person(person, yaw, image_size, rng, pitch_deg=pitch, roll_deg=roll)
         case = out / f'case_{i:03d}'
         case.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(case / 'image.png'), cv2.cvtColor(r['image'], cv2.COLOR_RGB2BGR))
@@ -396,6 +410,7 @@ def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512
                                vertex_colors=person.vertex_colors())
         mesh.export(case / 'gt.ply')
         info = {'seed': seed, 'subject': EVAL_SEED_OFFSET + i, 'yaw_deg': yaw,
+                'pitch_deg': pitch, 'roll_deg': roll, 'dressed': dressed,
                 'bbox_height_m': float(np.ptp(person.vertices[:, 1])), **person.params}
         (case / 'info.json').write_text(json.dumps(info, indent=1))
         cases.append(case)
@@ -403,7 +418,8 @@ def write_eval_set(out_dir: str | Path, n: int, seed: int, image_size: int = 512
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    cases = write_eval_set(args.out, args.n, args.seed, args.size)
+    cases = write_eval_set(args.out, args.n, args.seed, args.size,
+                           dressed=not args.undressed)
     print(f'wrote {len(cases)} cases to {args.out}')
     return 0
 
@@ -411,7 +427,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     meta = write_training_set(args.out, args.subjects, args.seed, image_size=args.size,
                               crop_size=args.crop, yaw_step=args.yaw_step, workers=args.workers,
-                              verbose=True, landmarks=not args.no_landmarks)
+                              verbose=True, landmarks=not args.no_landmarks,
+                              dressed=not args.undressed)
     print(f'wrote {meta["n_files"]} samples to {args.out} in {meta["seconds"]} s')
     return 0
 
@@ -423,6 +440,8 @@ def register_cli(subparsers) -> None:
     p.add_argument('--n', type=int, default=20, help='number of cases')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--size', type=int, default=512, help='image side (pixels)')
+    p.add_argument('--undressed', action='store_true',
+                   help='the undressed people of level cameras (before issue 26)')
     p.set_defaults(func=_cmd_eval)
     p = subparsers.add_parser('make-train-set', help='write the synthetic training set')
     p.add_argument('out', help='output folder')
@@ -434,4 +453,6 @@ def register_cli(subparsers) -> None:
     p.add_argument('--crop', type=int, default=256, help='network input crop side (pixels)')
     p.add_argument('--no-landmarks', action='store_true',
                    help='do not run BlazePose on the renders (no pose arrays in the samples)')
+    p.add_argument('--undressed', action='store_true',
+                   help='the undressed people of level cameras (before issue 26)')
     p.set_defaults(func=_cmd_train)
