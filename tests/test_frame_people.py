@@ -6,28 +6,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from monoport_ros.core.body_pose import BodyPose
-from monoport_ros.core.config import MonoPortConfig, NetworkConfig
+from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.frame_people import FrameResult, PeopleReconstructor, uses_finder
-from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.preprocess import load_rgb, mask_iou
 from monoport_ros.core.reconstruct import Reconstructor
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 ENGINE = dict(resolution=32, render_views=['front'], render_size=32, mesh_max_triangles=2000,
               worker_processes=False)
-
-
-@pytest.fixture(scope='module')
-def tiny_net() -> MonoPortNet:
-    """Random weights with about half of the cube inside, so that every person has a surface."""
-    torch.manual_seed(0)
-    net = MonoPortNet(NetworkConfig.preset('small')).eval()
-    with torch.no_grad():
-        net.surface_mlp.filters[-1].bias.fill_(0.0)
-    return net
 
 
 def test_the_finder_is_used_only_where_it_can_be():

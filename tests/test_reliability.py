@@ -32,7 +32,7 @@ from visualization_msgs.msg import Marker
 from ros_isolation import NODE
 
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
-from monoport_ros.core.config import MonoPortConfig, NetworkConfig
+from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.networks import MonoPortNet
 from monoport_ros.core.stage_threads import StageThreadPipeline
 from monoport_ros.core.preprocess import CROP_FILL, largest_component
@@ -44,16 +44,6 @@ from monoport_ros.ros.node import MonoPortNode
 ctx = test_ros_params.ctx       # fixture: a fresh rclpy context per test
 ENGINE = dict(segmentation=False, resolution=16, octree_depth=2, render_size=32,
               render_views=['front', 'back'], mesh_max_triangles=400)
-
-
-@pytest.fixture(scope='module')
-def tiny_net() -> MonoPortNet:
-    """Random weights with about half of the cube inside, so that there is a surface."""
-    torch.manual_seed(0)
-    net = MonoPortNet(NetworkConfig.preset('small')).eval()
-    with torch.no_grad():
-        net.surface_mlp.filters[-1].bias.fill_(0.0)
-    return net
 
 
 def _msg(encoding='rgb8', width=32, height=24, step=None, data=None, bigendian=0,
