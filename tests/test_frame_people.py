@@ -10,7 +10,7 @@ import pytest
 from monoport_ros.core.body_pose import BodyPose
 from monoport_ros.core.config import MonoPortConfig
 from monoport_ros.core.frame_people import FrameResult, PeopleReconstructor, uses_finder
-from monoport_ros.core.preprocess import load_rgb, mask_iou
+from monoport_ros.core.preprocess import load_rgb, mask_box, mask_iou
 from monoport_ros.core.reconstruct import Reconstructor
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
@@ -51,8 +51,8 @@ def test_two_people_each_get_their_own_mask_landmarks_and_surface(tiny_net):
         assert not (a.mask & b.mask).any()                  # separated instance masks
         assert a.person_height_px >= b.person_height_px     # largest first
         for f in frames:
-            assert f.pose is not None and f.box is not None and f.track_id > 0
-            x0, y0, x1, y1 = f.box
+            assert f.pose is not None and f.track_id > 0
+            x0, y0, x1, y1 = mask_box(f.mask)
             hips = f.pose.image_landmarks[[23, 24], :2].mean(0)
             assert x0 <= hips[0] <= x1 and y0 <= hips[1] <= y1  # landmarks in the frame's pixels
         result = engine.color(engine.geometry(frames))

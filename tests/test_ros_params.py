@@ -26,6 +26,7 @@ from ros_isolation import domain, NODE, NS, ros_args
 
 from monoport_ros.core.camera import PersonCrop, PinholeCamera
 from monoport_ros.core.config import MonoPortConfig, STARTUP_FIELDS
+from monoport_ros.core.frame_people import FrameResult
 from monoport_ros.core.reconstruct import Reconstruction
 from monoport_ros.ros import conversions as conv
 from monoport_ros.ros import params as P
@@ -462,9 +463,9 @@ def test_results_are_published_placed_and_written(ctx, tmp_path):
         _, meta, outputs = node.pipeline.submitted[-1]
         assert outputs == {'points', 'mesh', 'views', 'mask'}
         rec = _fake_reconstruction()
-        node.pipeline.on_result(meta, rec, None)
+        node.pipeline.on_result(meta, FrameResult([rec], rec.mask), None)
         node.pipeline.on_result(meta, None, RuntimeError('out of memory'))   # counted, no raise
-        node.pipeline.on_result(meta, Reconstruction(False, rec.mask), None)   # no person
+        node.pipeline.on_result(meta, FrameResult([], rec.mask), None)      # no person
         end = time.monotonic() + 10
         while len(got.get('mesh_marker', [])) < 2 or 'points' not in got or 'render/front' \
                 not in got or len(got.get('mask', [])) < 2:
@@ -568,7 +569,8 @@ def test_a_paired_depth_image_places_the_person_and_an_unpaired_frame_falls_back
             assert time.monotonic() < end
         for sec in (7, 9):      # 9: no depth image within depth_slop of it
             node._on_image(_image(320, 240, sec=sec))
-            node.pipeline.on_result(node.pipeline.submitted[-1][1], rec, None)
+            node.pipeline.on_result(node.pipeline.submitted[-1][1], FrameResult([rec], rec.mask),
+                                    None)
         while len(clouds) < 2:
             ex.spin_once(timeout_sec=0.05)
             assert time.monotonic() < end

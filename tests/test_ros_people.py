@@ -57,8 +57,7 @@ def _person(x0: int, seed: int) -> Reconstruction:
     lm[:, 1] = rng.uniform(10, 38, 33)
     vis = np.ones(33, np.float32)
     vis[[0, 30]] = 0.1                      # two landmarks unseen
-    return Reconstruction(True, mask, crop, 32.0, v, f, c, v, c, pose=BodyPose(lm, vis),
-                          box=np.array([x0, 8, x0 + 12, 40]))
+    return Reconstruction(True, mask, crop, 32.0, v, f, c, v, c, pose=BodyPose(lm, vis))
 
 
 def test_every_person_on_every_topic_and_a_delete_when_one_leaves(ctx):

@@ -48,11 +48,6 @@ class FrameResult:
         """Whether anybody was reconstructed."""
         return bool(self.people)
 
-    @staticmethod
-    def of(rec: Reconstruction) -> 'FrameResult':
-        """Return the result of a frame with the one reconstruction ``rec`` (or nobody)."""
-        return FrameResult([rec] if rec.person else [], rec.mask, dict(rec.timings_ms))
-
 
 def uses_finder(config: MonoPortConfig) -> bool:
     """Whether ``config`` finds people with the detector (else: one tracked main person)."""
@@ -161,6 +156,7 @@ class PeopleReconstructor:
                 rgb = cv2.cvtColor(cv2.imread(str(WARM_UP_IMAGE)), cv2.COLOR_BGR2RGB)
                 finder.find(rgb)
                 finder.reset()
+                finder.reserve_graphs()
             except Exception as exc:    # noqa: BLE001 - frames will fail and be counted instead
                 LOG.warning('warm-up of the person finder failed (%s: %s); going on without it',
                             type(exc).__name__, exc)

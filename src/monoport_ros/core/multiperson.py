@@ -22,7 +22,7 @@ import numpy as np
 from .body_pose import BodyPose
 from .camera import PersonCrop
 from .detection import Detection, PersonDetector, window_around
-from .preprocess import check_rgb
+from .preprocess import check_rgb, mask_box
 from .segmentation import PersonSegmenter
 from .tracking import PersonTracker
 
@@ -62,12 +62,6 @@ class FoundPerson:
     def height_px(self) -> int:
         """Height of the mask's box in pixels."""
         return int(self.box[3] - self.box[1])
-
-
-def _mask_box(mask: np.ndarray) -> np.ndarray:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
 
 
 def _inside(point: np.ndarray, box: np.ndarray) -> bool:
@@ -204,7 +198,7 @@ class PeopleFinder:
         if found is None:
             return None
         mask, pose = found
-        return FoundPerson(_mask_box(mask), mask, crop, None, 1.0, pose)
+        return FoundPerson(mask_box(mask), mask, crop, None, 1.0, pose)
 
     def find(self, rgb: np.ndarray) -> list[FoundPerson]:
         """People in ``rgb`` ((H, W, 3) uint8 RGB), largest first, at most ``max_people``."""
@@ -233,7 +227,7 @@ class PeopleFinder:
                 continue
             mask, pose, crop = found
             taken |= mask
-            people.append(FoundPerson(_mask_box(mask), mask, crop, det.keypoints, det.score,
+            people.append(FoundPerson(mask_box(mask), mask, crop, det.keypoints, det.score,
                                       pose))
         people.sort(key=lambda p: -p.height_px)
         if self.tracker is not None:
@@ -253,15 +247,21 @@ class PeopleFinder:
         for i in ids:
             if i not in self._graphs and len(self._graphs) < self.max_people:
                 # a reused graph still tracks its last person: it finds the new one in the crop
-                self._graphs[i] = self._spare.pop() if self._spare else \
-                    PersonSegmenter('pose', threshold=self.segmenter.threshold, video=True)
+                self._graphs[i] = self._spare.pop() if self._spare else self._new_graph()
+
+    def _new_graph(self) -> PersonSegmenter:
+        return PersonSegmenter('pose', threshold=self.segmenter.threshold, video=True)
+
+    def reserve_graphs(self) -> None:
+        """Make the followed people's graphs now (at start-up), not when someone turns up."""
+        while self._following and len(self._graphs) + len(self._spare) < self.max_people:
+            self._spare.append(self._new_graph())
 
     def reset(self) -> None:
         """Forget every track (as after a cut); ids go on counting up."""
         if self.tracker is not None:
             self.tracker.reset()
-        for graph in self._graphs.values():
-            graph.close()       # a fresh graph per newcomer after a cut
+        self._spare += self._graphs.values()     # kept for the next people
         self._graphs.clear()
         self._cursor = 0
 

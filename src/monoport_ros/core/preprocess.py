@@ -37,6 +37,15 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Return the box x0, y0, x1, y1 (pixels, end exclusive) of a mask; zeros when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return np.zeros(4, np.int64)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keep the largest 8-connected True region of a boolean mask (the main person)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

@@ -139,7 +139,6 @@ class PreparedFrame:
     person_height_px: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     pose: BodyPose | None = None        # the segmenter's landmarks (image pixels); None: none
-    box: np.ndarray | None = None       # the mask's x0, y0, x1, y1 (pixels, end exclusive)
     track_id: int = 0                   # the person finder's id (0: one person, untracked)
 
     def model_pose(self) -> np.ndarray | None:
@@ -163,7 +162,6 @@ class GeometryResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     crop_mask: np.ndarray | None = None           # (S, S) person mask of the crop
     pose: BodyPose | None = None
-    box: np.ndarray | None = None
     track_id: int = 0
 
 
@@ -185,7 +183,6 @@ class Reconstruction:
     timings_ms: dict[str, float] = field(default_factory=dict)
     queries: int = 0
     pose: BodyPose | None = None        # landmarks in the image's pixels (see PreparedFrame)
-    box: np.ndarray | None = None       # the mask's box in the image (pixels)
     track_id: int = 0                   # the person finder's id (the node tracks on its own)
 
     def model_pose(self) -> np.ndarray | None:
@@ -320,8 +317,6 @@ class Reconstructor:
             crop_img, crop_mask, crop = crop_person(rgb, mask, self.image_size)
             frame.crop_image, frame.crop_mask, frame.crop = crop_img, crop_mask, crop
             rows = np.flatnonzero(mask.any(axis=1))
-            cols = np.flatnonzero(mask.any(axis=0))
-            frame.box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
             frame.person_height_px = float(rows[-1] - rows[0] + 1)
         return frame
 
@@ -393,7 +388,7 @@ class Reconstructor:
             encode_ms = max(encode_ms, events[0].elapsed_time(events[1]))
         times.update(encode=encode_ms, localize=(t3 - t1) * 1e3 - encode_ms)
         return GeometryResult(True, mask, crop, image, feats, volume, frame.person_height_px,
-                              times, crop_mask, frame.pose, frame.box, frame.track_id)
+                              times, crop_mask, frame.pose, frame.track_id)
 
     @torch.inference_mode()
     def finish_surface(self, geo: GeometryResult,
@@ -438,7 +433,7 @@ class Reconstructor:
         """Run the colour stage: :meth:`finish_surface`, then colour, mesh, points, renderings."""
         cfg = self.config
         rec = Reconstruction(geo.person, geo.mask, geo.crop, geo.person_height_px,
-                             timings_ms=dict(geo.timings_ms), pose=geo.pose, box=geo.box,
+                             timings_ms=dict(geo.timings_ms), pose=geo.pose,
                              track_id=geo.track_id)
         if not geo.person or geo.volume is None:
             (self._memory if memory is None else memory).forget()

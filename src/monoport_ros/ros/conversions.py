@@ -473,10 +473,7 @@ def _mesh_cdr_raw(vertices: np.ndarray, faces: np.ndarray) -> bytes:
 
 def _marker_object(header: Header, ns: str, marker_id: int, pts: np.ndarray,
                    cols: np.ndarray, action: int) -> Marker:
-    m = _marker_template(header, ns, marker_id, action)
-    m.points = [Point(x=x, y=y, z=z) for x, y, z in pts.tolist()]
-    m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in cols.tolist()]
-    return m
+    return MarkerSpec(ns, marker_id, Marker.TRIANGLE_LIST, action, pts, cols).message(header)
 
 
 def _mesh_object(vertices: np.ndarray, faces: np.ndarray) -> Mesh:

@@ -81,6 +81,7 @@ from ..core.config import MonoPortConfig
 from ..core.frame_people import FrameResult
 from ..core.pipeline import Pipeline, make_pipeline
 from ..core.placement import fit_to_depth
+from ..core.preprocess import mask_box
 from ..core.steadying import PlacementSmoother
 from ..core.reconstruct import check_image, Reconstruction
 from ..core.results import write_mesh, write_views
@@ -113,17 +114,6 @@ def camera_from_info(msg: CameraInfo) -> PinholeCamera:
     if not all(math.isfinite(v) for v in (cam.cx, cam.cy)):
         raise ValueError(f'invalid camera centre in {cam}')
     return cam
-
-
-def _box_of(rec: Reconstruction) -> np.ndarray:
-    """Return a person's mask box x0, y0, x1, y1 (pixels): the engine's, else the mask's."""
-    if rec.box is not None:
-        return np.asarray(rec.box, np.float64)
-    rows = np.flatnonzero(rec.mask.any(axis=1))
-    cols = np.flatnonzero(rec.mask.any(axis=0))
-    if not rows.size:
-        return np.zeros(4)
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float64)
 
 
 def _reliability(name: str) -> ReliabilityPolicy:
@@ -401,23 +391,22 @@ class MonoPortNode(Node):
             self.get_logger().error(f'publishing failed: {type(exc).__name__}: {exc}',
                                     throttle_duration_sec=5.0)
 
-    def _publish(self, meta: FrameMeta, result: FrameResult | Reconstruction) -> None:
+    def _publish(self, meta: FrameMeta, result: FrameResult) -> None:
         cfg = self.config
         header = meta.header
         t0 = time.perf_counter()
-        if isinstance(result, Reconstruction):      # a pipeline of one person's stages
-            result = FrameResult.of(result)
         if 'mask' in meta.outputs and result.mask is not None and result.mask.size:
             self.pub_mask.publish(conv.array_to_image(np.ascontiguousarray(result.mask, bool),
                                                       'mono8', header))
         people = result.people
-        ids = self._tracker.update(np.array([_box_of(r) for r in people], np.float64))
+        boxes = [mask_box(r.mask) for r in people]
+        ids = self._tracker.update(np.array(boxes, np.float64))
         for ended in self._tracker.ended:
             self._steady.pop(ended, None)
         if not people:
             self._count('no_person')
             self.pub_marker.publish(conv.delete_marker(header))
-        placed = self._place_people(meta, people, ids)
+        placed = self._place_people(meta, people, ids, boxes)
         self._publish_people(meta, people, placed)
         if people:
             for view, image in people[0].views.items():
@@ -438,16 +427,16 @@ class MonoPortNode(Node):
         if cfg.output_dir and people:
             self._write_outputs(Path(cfg.output_dir), seq, people[0])
 
-    def _place_people(self, meta: FrameMeta, people: list[Reconstruction],
-                      ids: list[int]) -> list[PlacedPerson]:
+    def _place_people(self, meta: FrameMeta, people: list[Reconstruction], ids: list[int],
+                      boxes: list[np.ndarray]) -> list[PlacedPerson]:
         """Each person placed in the camera frame, with the frame's depth image where paired."""
         depth = None
         if people and self.config.depth_placement and self.depth.received:
             depth = self._paired_depth(meta)
         placed = []
-        for rec, track_id in zip(people, ids):
+        for rec, track_id, box in zip(people, ids, boxes):
             place = self._placement(meta, rec, track_id, depth)
-            person = PlacedPerson(track_id, _box_of(rec),
+            person = PlacedPerson(track_id, box,
                                   joints=placed_joints(rec.model_pose(), place))
             if len(rec.vertices):
                 person.vertices, person.faces = place.apply(rec.vertices), rec.faces
