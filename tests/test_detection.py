@@ -262,3 +262,64 @@ def test_video_mode_goes_round_the_tiles_faster_while_nobody_is_tracked():
     finder.find(rgb)
     # one tile, and a window around the tracked person (not followed: no graph of theirs)
     assert len(det.scans[-1]) == 3 and det.scans[-1][2][0] == 150
+
+
+# --- the finder's rules, with a fake detector and segmenter (no model) ----------------------
+
+def _det(hip: tuple[float, float], size: float) -> Detection:
+    """Return a detection at ``hip`` whose body region is ``size`` pixels."""
+    hip_ = np.array(hip, float)
+    kps = np.array([hip_, hip_ + (0.0, size / 2.5), hip_, hip_], float)
+    return Detection(np.r_[hip_ - 5, hip_ + 5], kps, 0.9)
+
+
+class _FakeDetector:
+    def __init__(self, dets: list[Detection]) -> None:
+        self.dets = dets
+
+    def windows(self, width: int, height: int) -> list:
+        return [(0, 0, 0)]
+
+    def detect(self, rgb, windows=None) -> list:
+        return list(self.dets)
+
+
+class _ColourSegmenter:
+    """The person is the red pixels, anything green is a 'leftover'; hips as the test says."""
+
+    threshold = 0.5
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def probability_with_pose(self, image):
+        from monoport_ros.core.body_pose import BodyPose
+
+        self.calls += 1
+        red = (image[..., 0] > 200) & (image[..., 1] < 50)
+        green = (image[..., 1] > 200) & (image[..., 0] < 50)
+        region = red if red.any() else green
+        ys, xs = np.nonzero(region)
+        # red: landmarks on the person; green only: landmarks far off, beyond the crop
+        hip = (xs.mean(), ys.mean()) if red.any() else (4.0 * image.shape[1], 0.0)
+        lms = np.zeros((33, 3), np.float32)
+        lms[:, :2] = hip
+        return region.astype(np.float32), BodyPose(lms, np.ones(33, np.float32))
+
+
+def test_a_detection_of_part_of_someone_found_is_not_a_second_person():
+    # issue 27, sports2d: a small detection on a person's back whose crop, with her painted out,
+    # left a strip of tree trunk beside her as a "second person" (its landmarks lay elsewhere)
+    from monoport_ros.core.multiperson import PeopleFinder
+
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    rgb[40:160, 80:120] = (255, 0, 0)          # the person
+    rgb[60:100, 121:131] = (0, 255, 0)         # something beside her
+    dets = [_det((100, 100), 120), _det((112, 80), 40)]
+    finder = PeopleFinder(max_people=5, detector=_FakeDetector(dets),
+                          segmenter=_ColourSegmenter(), track=False)
+    people = finder.find(rgb)
+    assert len(people) == 1
+    person = np.zeros((200, 200), bool)
+    person[40:160, 80:120] = True
+    assert mask_iou(people[0].mask, person) > 0.9

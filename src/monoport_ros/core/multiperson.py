@@ -7,10 +7,10 @@ an upscaled square crop around the body through a :class:`PersonSegmenter` (Medi
 mode) and maps the mask back into the frame. Pixels already given to a larger (nearer) person are
 painted grey in the later crops and left out of the later masks, so each pixel belongs to at most
 one person; the landmarks found in the crop are mapped back into the frame. A detection whose
-crop yields no person, or only pixels already taken, is dropped (the segmenter's own detector and
-landmark model confirm each detection). The people, largest
-mask box first (the nearest, for people of similar height), get ids from a
-:class:`~monoport_ros.core.tracking.PersonTracker`.
+crop yields no person, only pixels already taken, or landmarks whose hips are far from the
+detection's, is dropped (the segmenter's own detector and landmark model confirm each
+detection). The people, largest mask box first (the nearest, for people of similar height),
+get ids from a :class:`~monoport_ros.core.tracking.PersonTracker`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .body_pose import BodyPose
+from .body_pose import LANDMARK_NAMES, BodyPose
 from .camera import PersonCrop
 from .detection import Detection, PersonDetector, window_around
 from .preprocess import check_rgb, mask_box
@@ -33,8 +33,10 @@ MAX_TAKEN = 0.5          # a mask mostly made of pixels of earlier people is a d
 PAINT = 127              # value of the pixels of earlier people in later crops
 MAX_HIP_GAP = 0.35       # the mask must reach within this share of the body size of the hip
 MIN_HEIGHT = 0.3         # the mask's height must be at least this share of the body size
+MAX_POSE_GAP = 1.0       # the crop's landmark hips must lie within this share of the body size
 FOLLOW_FILL = 0.7        # a followed person's last box fills this much of their crop's side
 IDLE_TILES = 12          # video mode: tiles scanned per frame while nobody is tracked
+_HIPS = [LANDMARK_NAMES.index('left_hip'), LANDMARK_NAMES.index('right_hip')]
 
 
 @dataclass
@@ -82,6 +84,16 @@ def _component_at(mask: np.ndarray, point: np.ndarray) -> np.ndarray:
     near = labels[ys, xs][d2 <= d2.min() + (0.1 * np.sqrt(mask.sum())) ** 2]
     best = max(set(near.tolist()), key=lambda k: stats[k, cv2.CC_STAT_AREA])
     return labels == best
+
+
+def _pose_fits(pose: BodyPose | None, det: Detection) -> bool:
+    """Tell whether the crop's landmarks are of the detection's person (no pose: no evidence)."""
+    # a detection of part of a person found earlier (painted grey) yields a crop whose mask is
+    # some leftover beside them, and whose landmarks lie elsewhere (hips near invisible)
+    if pose is None:
+        return True
+    hip = pose.image_landmarks[_HIPS, :2].mean(0)
+    return bool(np.linalg.norm(hip - det.centre) <= MAX_POSE_GAP * det.body_size)
 
 
 class PeopleFinder:
@@ -149,7 +161,7 @@ class PeopleFinder:
                               max(det.body_size * margin, 16.0))
             found = self._segment_crop(rgb, det.centre[0], det.centre[1], det.body_size, taken,
                                        crop, self.segmenter)
-            if found is not None:
+            if found is not None and _pose_fits(found[1], det):
                 return (*found, crop)
         return None
 
