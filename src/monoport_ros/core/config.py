@@ -188,6 +188,10 @@ class MonoPortConfig:
     shift_average: bool = _p(False, 'Also average over the crop moved by 1/64 of its side along '
                              'both diagonals (better depth; 5x the network passes of the '
                              'geometry stage, 10x with mirror_average)')
+    pose_prior: str = _p('none', 'Correct the depth with a coarse body built on the pose '
+                         'landmarks (core.pose_body): none; carve (remove the network\'s '
+                         'material far from it); union (carve, then add the body)',
+                         choices=('none', 'carve', 'union'))
     fill_silhouette: bool = _p(True, 'Give every pixel of the person mask geometry (thin limbs '
                                'the network dropped come back as round limbs)')
     surface_smoothing: float = _p(0.0, 'Gaussian smoothing of the occupancy before the surface '

@@ -31,6 +31,7 @@ from .localization import (LocalizedVolume, Region, VolumeBuffers, keep_largest_
 from .meshing import extract_mesh, mesh_within_budget, surface_points
 from .networks import MonoPortNet, sample_features
 from .preprocess import check_rgb, crop_person, largest_component
+from .pose_body import apply_pose_prior, PoseBody
 from .rendering import render_view
 from .segmentation import MIN_SIDE
 from .smoothing import smooth_volume
@@ -408,6 +409,12 @@ class Reconstructor:
         if geo.volume is None:
             return times
         t0 = time.perf_counter()
+        if cfg.pose_prior != 'none' and geo.pose is not None and geo.crop_mask is not None:
+            body = PoseBody.fit(geo.pose.to_model(geo.crop), geo.crop_mask)
+            if body is not None:
+                apply_pose_prior(geo.volume, body, geo.crop_mask, cfg.pose_prior)
+                times['pose_prior'] = (time.perf_counter() - t0) * 1e3
+                t0 = time.perf_counter()
         if cfg.largest_component:
             keep_largest_component(geo.volume)
             times['components'] = (time.perf_counter() - t0) * 1e3

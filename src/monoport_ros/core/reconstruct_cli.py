@@ -36,6 +36,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-mirror-average', action='store_true',
                    help='ask the network about the image only, not also its mirror image '
                    '(mirror_average off, as the node runs by default: faster, worse depth)')
+    p.add_argument('--pose-prior', default=offline.pose_prior, choices=('none', 'carve', 'union'),
+                   help='correct the depth with a coarse body on the pose landmarks: carve '
+                   'away what lies far from it, or also add it (pose_prior; default: '
+                   '%(default)s)')
     p.add_argument('--no-shift-average', action='store_true',
                    help='do not also ask the network about the crop moved a few pixels '
                    '(shift_average off, as the node runs by default: faster, worse depth)')
@@ -48,7 +52,7 @@ def model_config_fields(args: argparse.Namespace) -> dict[str, Any]:
             'fill_silhouette': not args.no_fill_silhouette,
             'surface_smoothing': args.surface_smoothing,
             'mirror_average': not args.no_mirror_average,
-            'shift_average': not args.no_shift_average}
+            'shift_average': not args.no_shift_average, 'pose_prior': args.pose_prior}
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

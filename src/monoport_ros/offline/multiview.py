@@ -36,6 +36,7 @@ import numpy as np
 from scipy.optimize import least_squares, minimize_scalar
 from skimage.measure import marching_cubes
 
+from ..core.body_pose import BodyPose
 from ..core.camera import PersonCrop, PinholeCamera
 from ..core.o3d import o3d
 from ..core.preprocess import CROP_FILL, largest_component
@@ -315,6 +316,7 @@ class PersonView:
 
     mask: np.ndarray
     landmarks: np.ndarray | None = None
+    pose: BodyPose | None = None        # the same landmarks with world ones (the pose prior's)
 
 
 class BodyDetector:
@@ -342,7 +344,8 @@ class BodyDetector:
         lm = np.array([[p.x * w - 0.5, p.y * h - 0.5, p.visibility]
                        for p in result.pose_landmarks.landmark])
         mask = np.asarray(result.segmentation_mask) > self.threshold
-        return PersonView(keep_part_with_landmarks(mask, lm), lm)
+        return PersonView(keep_part_with_landmarks(mask, lm), lm,
+                          BodyPose.from_mediapipe(result, w, h))
 
     def close(self) -> None:
         """Release the MediaPipe graph."""
@@ -570,6 +573,37 @@ def best_extrusion(crop_mask: np.ndarray, source: Camera, crop: PersonCrop, targ
     return best
 
 
+def pose_body_mesh(crop_mask: np.ndarray, pose: BodyPose, crop: PersonCrop,
+                   resolution: int = 128) -> tuple[np.ndarray, np.ndarray] | None:
+    """
+    Mesh the coarse body of the pose (:class:`core.pose_body.PoseBody`) in the mask's columns.
+
+    Model-space (vertices, faces), or None where the pose has too few visible landmarks: what
+    the landmarks alone say of the person's depth, beside the extrusion baseline.
+    """
+    import torch
+
+    from ..core.completion import mask_on_grid
+    from ..core.pose_body import PoseBody
+
+    body = PoseBody.fit(pose.to_model(crop), crop_mask)
+    if body is None:
+        return None
+    c = torch.arange(resolution + 1, dtype=torch.float32) * (2.0 / resolution) - 1.0
+    cols = torch.from_numpy(mask_on_grid(crop_mask, resolution))
+    ix, iy = cols.nonzero().unbind(1)
+    pts = torch.stack([c[ix][:, None].expand(-1, len(c)), c[iy][:, None].expand(-1, len(c)),
+                       c[None].expand(len(ix), -1)], dim=-1).reshape(-1, 3)
+    inside = torch.cat([body.distance(p) <= 0 for p in pts.split(65536)])
+    vol = np.zeros((resolution + 3,) * 3, np.float32)
+    vol[ix.numpy()[:, None] + 1, iy.numpy()[:, None] + 1, np.arange(len(c))[None] + 1] = \
+        inside.reshape(len(ix), len(c)).numpy()
+    if vol.max() < 0.5:
+        return None
+    verts, faces, _, _ = marching_cubes(vol, level=0.5, allow_degenerate=False)
+    return (verts - 1.0) * (2.0 / resolution) - 1.0, faces
+
+
 # --- visual hull and calibration refit ---------------------------------------------------------
 
 def triangulate(cameras: Sequence[Camera], uv: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -728,8 +762,8 @@ def detect(data: MultiviewData, indices: Sequence[int],
     return out
 
 
-def _reconstruct(reconstructor: Any, rgb: np.ndarray,
-                 mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, PersonCrop] | None:
+def _reconstruct(reconstructor: Any, rgb: np.ndarray, mask: np.ndarray,
+                 pose: BodyPose | None = None) -> tuple[np.ndarray, np.ndarray, PersonCrop] | None:
     """Reconstruct the person of ``mask`` with the project's Reconstructor (model-space mesh)."""
     from ..core.preprocess import crop_person
     from ..core.reconstruct import PreparedFrame
@@ -738,7 +772,8 @@ def _reconstruct(reconstructor: Any, rgb: np.ndarray,
         return None
     crop_img, crop_mask, crop = crop_person(rgb, mask, reconstructor.image_size)
     rows = np.flatnonzero(mask.any(axis=1))
-    frame = PreparedFrame(mask, crop_img, crop_mask, crop, float(rows[-1] - rows[0] + 1))
+    frame = PreparedFrame(mask, crop_img, crop_mask, crop, float(rows[-1] - rows[0] + 1),
+                          pose=pose)
     geo = reconstructor.geometry(frame)
     rec = reconstructor.color(geo, frozenset({'mesh'}))
     if not rec.person or len(rec.faces) == 0:
@@ -749,6 +784,7 @@ def _reconstruct(reconstructor: Any, rgb: np.ndarray,
 def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: int = 10,
                        scale: float = 0.25, refit: bool = True, tilt: bool = False,
                        fit_frames: int = 20, hull_voxel: float = 0.01, baseline: bool = True,
+                       pose_body: bool = False, inset: int = 0,
                        log: Callable[[str], None] = print) -> dict[str, Any]:
     """
     Run the benchmark; ``configs`` maps a label to a MonoPortConfig (one per checkpoint).
@@ -760,7 +796,8 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
     t_start = time.perf_counter()
     data = open_data(data_dir)
     n_cam = len(data.cameras)
-    eval_idx = [int(i) for i in np.unique(np.linspace(0, data.n_frames - 1, frames).round())]
+    eval_idx = [int(i) for i in np.unique(
+        np.linspace(inset, data.n_frames - 1 - inset, frames).round())]
     fit_idx = [int(i) for i in np.unique(np.linspace(0, data.n_frames - 1, fit_frames).round())]
     detector = BodyDetector() if data.stored is None else None
     try:
@@ -854,6 +891,18 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
         return best_extrusion(crop_mask, cam, crop, targets(i, s), bounds)
 
     results = {'extrusion_baseline': cases(extruded, 'baseline')} if baseline else {}
+
+    def posed(i: int, s: int) -> Placement | None:
+        cam, mask, bounds = source_setup(i, s)
+        view = seen[i][1][s]
+        crop, crop_mask = model_crop(mask)
+        mesh = None if view.pose is None else pose_body_mesh(crop_mask, view.pose, crop)
+        if mesh is None:
+            return None
+        return best_placement(Rasteriser(*mesh), cam, crop, targets(i, s), bounds)
+
+    if pose_body:
+        results['pose body (landmarks and mask alone)'] = cases(posed, 'pose body')
     for label, config in configs.items():
         with Reconstructor(config) as reconstructor:
             meshes = {}
@@ -861,7 +910,7 @@ def evaluate_multiview(data_dir: str | Path, configs: dict[str, Any], frames: in
             def recon(i: int, s: int, reconstructor: Any = reconstructor,
                       meshes: dict = meshes) -> Placement | None:
                 cam, mask, bounds = source_setup(i, s)
-                out = _reconstruct(reconstructor, seen[i][0][s], mask)
+                out = _reconstruct(reconstructor, seen[i][0][s], mask, seen[i][1][s].pose)
                 if out is None:
                     return None
                 verts, faces, crop = out
@@ -913,12 +962,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(resolution=128)
     p.add_argument('--compare', default='', metavar='CHECKPOINT',
                    help='also score this model file (e.g. the shipped one against a new one)')
+    p.add_argument('--also-pose-prior', nargs='*', default=[], choices=('none', 'carve', 'union'),
+                   metavar='MODE', help='also score the model with these pose_prior modes')
     p.add_argument('--frames', type=int, default=10, help='frames spread over the sequence')
+    p.add_argument('--inset', type=int, default=0,
+                   help='spread them from this frame to as many before the end (5 gives 10 '
+                   'frames none of which is in the default 10: a development set)')
     p.add_argument('--scale', type=float, default=0.25,
                    help='scoring image scale (default: a quarter of the videos\' size)')
     p.add_argument('--no-refit', action='store_true',
                    help='use the calibration as read (no per-camera rotation fit to landmarks)')
     p.add_argument('--no-baseline', action='store_true', help='skip the extrusion baseline')
+    p.add_argument('--pose-body', action='store_true',
+                   help='also score the coarse body on the pose landmarks alone (core.pose_body)')
     p.add_argument('--tilt', action='store_true',
                    help='also report the best tilt about the camera\'s x axis (issue 26)')
     p.add_argument('--out', default='evaluation/multiview.json', help='summary JSON')
@@ -936,11 +992,15 @@ def _cli(args: argparse.Namespace) -> int:
     if args.compare:
         configs[f'model {args.compare}'] = MonoPortConfig.offline(
             **dict(base, checkpoint=args.compare))
+    for mode in args.also_pose_prior:
+        configs[f'model {args.checkpoint or "shipped"}, pose prior {mode}'] = \
+            MonoPortConfig.offline(**dict(base, pose_prior=mode))
     for c in configs.values():
         c.validate()
     summary = evaluate_multiview(args.data_dir, configs, frames=args.frames, scale=args.scale,
                                  refit=not args.no_refit, tilt=args.tilt,
-                                 baseline=not args.no_baseline)
+                                 baseline=not args.no_baseline, pose_body=args.pose_body,
+                                 inset=args.inset)
     print(format_summary(summary))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
