@@ -150,7 +150,7 @@ def body_field(body: PoseBody, crop_mask: np.ndarray, resolution: int = FIELD_RE
 
 def sample_field(field: torch.Tensor, points: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
     """Sample the body's distance (N,) at ``points`` (N, 3), the body moved ``offset`` in z."""
-    grid = points.to(field) - torch.tensor([0.0, 0.0, offset], dtype=field.dtype)
+    grid = points.to(field) - field.new_tensor([0.0, 0.0, offset])
     out = F.grid_sample(field, grid.view(1, 1, 1, -1, 3), mode='bilinear',
                         padding_mode='border', align_corners=True)
     return out.view(-1)
@@ -200,7 +200,7 @@ def apply_pose_prior(volume: LocalizedVolume, body: PoseBody, crop_mask: np.ndar
     if not bool(inside.any()):
         return 0, 0
     voxel = 2.0 / res
-    field = body_field(body, crop_mask)
+    field = body_field(body, crop_mask).to(values.device)     # (built on the host)
     idx = inside.nonzero()
     offset = depth_offset(field, idx.to(torch.float32) * voxel - 1.0, voxel)
     edited = torch.zeros_like(inside)
