@@ -325,7 +325,7 @@ def test_reconstruct_and_evaluate_share_model_options(tmp_path):
     assert fields[0] == fields[1] == {
         'checkpoint': 'm.safetensors', 'resolution': 128, 'precision': 'bfloat16',
         'threshold': 0.4, 'fill_silhouette': True, 'surface_smoothing': 0.5,
-        'mirror_average': False, 'shift_average': False}
+        'mirror_average': False, 'shift_average': False, 'pose_prior': 'none'}
     # offline, smoothing and both averages are on unless asked otherwise (the node's are off)
     defaults = model_config_fields(parser.parse_args(['evaluate', str(tmp_path)]))
     assert defaults['mirror_average'] and defaults['shift_average']

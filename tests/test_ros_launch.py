@@ -574,7 +574,7 @@ def test_every_launch_argument_reaches_the_node(colcon_install, model, tmp_path)
         subject_distance=2.5, depth_placement=False, depth_slop=0.1, steady_placement=False,
         steady_min_cutoff=1.5, steady_beta=5.0, steady_surface=False,
         largest_component=False, mirror_average=True, shift_average=True,
-        fill_silhouette=False, surface_smoothing=0.5, segmentation=False,
+        fill_silhouette=False, pose_prior='carve', surface_smoothing=0.5, segmentation=False,
         segmentation_model='selfie', segmentation_tracking=False, max_people=2,
         max_image_pixels=1_000_000,
         image_reliability='reliable', output_reliability='best_effort',
