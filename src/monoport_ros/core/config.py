@@ -102,6 +102,7 @@ def _p(default: Any, description: str, *, lo: float | None = None, hi: float | N
 
 
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
+PRIOR_MODES = ('none', 'carve', 'union')   # pose_prior: see core.pose_body
 COARSEST_GRID = 32      # surface localization starts on a 32^3 grid (spacing 1/16 of the cube)
 GPU_COARSEST_GRID = 128     # on a GPU it starts finer: half the resolution, at most 128^3
 
@@ -191,7 +192,7 @@ class MonoPortConfig:
     pose_prior: str = _p('none', 'Correct the depth with a coarse body built on the pose '
                          'landmarks (core.pose_body): none; carve (remove the network\'s '
                          'material far from it); union (carve, then add the body)',
-                         choices=('none', 'carve', 'union'))
+                         choices=PRIOR_MODES)
     fill_silhouette: bool = _p(True, 'Give every pixel of the person mask geometry (thin limbs '
                                'the network dropped come back as round limbs)')
     surface_smoothing: float = _p(0.0, 'Gaussian smoothing of the occupancy before the surface '

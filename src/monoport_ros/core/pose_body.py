@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from .body_pose import MIN_VISIBILITY
+from .completion import mask_on_grid
+from .config import PRIOR_MODES
 from .localization import LocalizedVolume
 
 TORSO, HEAD, LIMB = 0.7, 1.3, 1.0       # depth radius / image radius
@@ -45,7 +47,6 @@ SEGMENTS = ((MID_HIP, MID_SHOULDER, TORSO), (11, 12, TORSO), (23, 24, TORSO),
 MARGIN = 0.06           # model units (about 6 cm on a person filling the crop) outside the body
 MIN_RADIUS = 0.02       # model units: a segment along the mask's edge still has some thickness
 MIN_SEEN = 8            # fewer visible landmarks than this: no body (no carving)
-PRIOR_MODES = ('none', 'carve', 'union')   # MonoPortConfig.pose_prior
 FIELD_RES = 32          # the body's distance is computed on this grid and sampled between
 FAR = 1.0               # the distance outside the mask's columns (not computed)
 MAX_OFFSET, OFFSET_STEP = 0.3, 0.02     # depth offsets searched (model units)
@@ -119,6 +120,15 @@ class PoseBody:
         return (d2.clamp(min=0.0).sqrt() - self.radius.to(points)).min(dim=1).values
 
 
+def column_points(ix: torch.Tensor, iy: torch.Tensor, iz: torch.Tensor,
+                  resolution: int) -> torch.Tensor:
+    """Model-space points (C * Z, 3) of a grid's columns ``ix, iy`` (C,) at depths ``iz`` (Z,)."""
+    c, z = ix.numel(), iz.numel()
+    idx = torch.stack([ix[:, None].expand(-1, z), iy[:, None].expand(-1, z),
+                       iz[None].expand(c, -1)], dim=-1).reshape(-1, 3)
+    return idx.to(torch.float32) * (2.0 / resolution) - 1.0
+
+
 def body_field(body: PoseBody, crop_mask: np.ndarray, resolution: int = FIELD_RES) -> torch.Tensor:
     """
     :meth:`PoseBody.distance` on a coarse grid over the cube: (1, 1, R+1, R+1, R+1), ``[z, y, x]``.
@@ -127,8 +137,6 @@ def body_field(body: PoseBody, crop_mask: np.ndarray, resolution: int = FIELD_RE
     mixes in the rest (FAR). The body's segments are at least MIN_RADIUS round, so trilinear
     sampling is off by at most about half a cell where segments meet; the margin is wider.
     """
-    from .completion import mask_on_grid       # (completion imports nothing of this module)
-
     n = resolution + 1
     cols = mask_on_grid(crop_mask, resolution)
     cols = cv2.dilate(cols.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -139,8 +147,7 @@ def body_field(body: PoseBody, crop_mask: np.ndarray, resolution: int = FIELD_RE
     reach = float((body.radius * body.ratio).max()) + MARGIN + MAX_OFFSET + 4.0 / resolution
     iz = torch.nonzero((c >= float(ends.min()) - reach) & (c <= float(ends.max()) + reach))[:, 0]
     m = iz.numel()
-    pts = torch.stack([c[ix][:, None].expand(-1, m), c[iy][:, None].expand(-1, m),
-                       c[iz][None].expand(ix.numel(), -1)], dim=-1).reshape(-1, 3)
+    pts = column_points(ix, iy, iz, resolution)
     out = torch.full((n, n, n), FAR)
     if pts.shape[0]:
         d = torch.cat([body.distance(p) for p in pts.split(32768)]).reshape(ix.numel(), m)
@@ -202,17 +209,16 @@ def apply_pose_prior(volume: LocalizedVolume, body: PoseBody, crop_mask: np.ndar
     voxel = 2.0 / res
     field = body_field(body, crop_mask).to(values.device)     # (built on the host)
     idx = inside.nonzero()
-    offset = depth_offset(field, idx.to(torch.float32) * voxel - 1.0, voxel)
+    pts = idx.to(torch.float32) * voxel - 1.0
+    offset = depth_offset(field, pts, voxel)
     edited = torch.zeros_like(inside)
-    excess = sample_field(field, idx.to(torch.float32) * voxel - 1.0, offset) - MARGIN
+    excess = sample_field(field, pts, offset) - MARGIN
     out = excess > 0
     ix, iy, iz = idx[out].unbind(1)
     values[ix, iy, iz] = (thr - 0.25 * excess[out] / voxel).clamp(0.0, thr - 0.01).to(values)
     edited[ix, iy, iz] = True
     added = 0
     if mode == 'union':
-        from .completion import mask_on_grid
-
         cols = torch.from_numpy(mask_on_grid(crop_mask, res)).to(values.device)
         box = (field[0, 0] < 0).nonzero()      # the body's own box, on the coarse grid
         scale = res / (field.shape[-1] - 1)
@@ -220,13 +226,11 @@ def apply_pose_prior(volume: LocalizedVolume, body: PoseBody, crop_mask: np.ndar
         z1 = min(res, int((box[:, 0].max() * scale).ceil()) + round(offset / voxel) + 1)
         cx, cy = cols.nonzero().unbind(1)
         zs = torch.arange(z0, z1 + 1, device=values.device)
-        gx = cx[:, None].expand(-1, zs.numel()).reshape(-1)
-        gy = cy[:, None].expand(-1, zs.numel()).reshape(-1)
-        gz = zs[None].expand(cx.numel(), -1).reshape(-1)
-        pts = torch.stack([gx, gy, gz], 1).to(torch.float32) * voxel - 1.0
-        d = sample_field(field, pts, offset)
+        d = sample_field(field, column_points(cx, cy, zs, res), offset)
         inn = d < 0
-        gx, gy, gz = gx[inn], gy[inn], gz[inn]
+        gx = cx[:, None].expand(-1, zs.numel()).reshape(-1)[inn]
+        gy = cy[:, None].expand(-1, zs.numel()).reshape(-1)[inn]
+        gz = zs[None].expand(cx.numel(), -1).reshape(-1)[inn]
         new = (thr + 0.25 * -d[inn] / voxel).clamp(thr + 0.01, 1.0).to(values)
         was = values[gx, gy, gz]
         values[gx, gy, gz] = torch.maximum(was, new)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .camera import OrthoCamera, ortho_camera_from_height
-from .config import MonoPortConfig, PRECISIONS
+from .config import MonoPortConfig, PRECISIONS, PRIOR_MODES
 from .preprocess import load_rgb
 from .reconstruct import Reconstructor
 from .results import write_mesh, write_points, write_views
@@ -36,7 +36,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-mirror-average', action='store_true',
                    help='ask the network about the image only, not also its mirror image '
                    '(mirror_average off, as the node runs by default: faster, worse depth)')
-    p.add_argument('--pose-prior', default=offline.pose_prior, choices=('none', 'carve', 'union'),
+    p.add_argument('--pose-prior', default=offline.pose_prior, choices=PRIOR_MODES,
                    help='correct the depth with a coarse body on the pose landmarks: carve '
                    'away what lies far from it, or also add it (pose_prior; default: '
                    '%(default)s)')

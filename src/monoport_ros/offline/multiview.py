@@ -38,6 +38,7 @@ from skimage.measure import marching_cubes
 
 from ..core.body_pose import BodyPose
 from ..core.camera import PersonCrop, PinholeCamera
+from ..core.config import PRIOR_MODES
 from ..core.o3d import o3d
 from ..core.preprocess import CROP_FILL, largest_component
 
@@ -584,20 +585,18 @@ def pose_body_mesh(crop_mask: np.ndarray, pose: BodyPose, crop: PersonCrop,
     import torch
 
     from ..core.completion import mask_on_grid
-    from ..core.pose_body import PoseBody
+    from ..core.pose_body import column_points, PoseBody
 
     body = PoseBody.fit(pose.to_model(crop), crop_mask)
     if body is None:
         return None
-    c = torch.arange(resolution + 1, dtype=torch.float32) * (2.0 / resolution) - 1.0
-    cols = torch.from_numpy(mask_on_grid(crop_mask, resolution))
-    ix, iy = cols.nonzero().unbind(1)
-    pts = torch.stack([c[ix][:, None].expand(-1, len(c)), c[iy][:, None].expand(-1, len(c)),
-                       c[None].expand(len(ix), -1)], dim=-1).reshape(-1, 3)
+    n = resolution + 1
+    ix, iy = torch.from_numpy(mask_on_grid(crop_mask, resolution)).nonzero().unbind(1)
+    pts = column_points(ix, iy, torch.arange(n), resolution)
     inside = torch.cat([body.distance(p) <= 0 for p in pts.split(65536)])
     vol = np.zeros((resolution + 3,) * 3, np.float32)
-    vol[ix.numpy()[:, None] + 1, iy.numpy()[:, None] + 1, np.arange(len(c))[None] + 1] = \
-        inside.reshape(len(ix), len(c)).numpy()
+    vol[ix.numpy()[:, None] + 1, iy.numpy()[:, None] + 1, np.arange(n)[None] + 1] = \
+        inside.reshape(len(ix), n).numpy()
     if vol.max() < 0.5:
         return None
     verts, faces, _, _ = marching_cubes(vol, level=0.5, allow_degenerate=False)
@@ -962,7 +961,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(resolution=128)
     p.add_argument('--compare', default='', metavar='CHECKPOINT',
                    help='also score this model file (e.g. the shipped one against a new one)')
-    p.add_argument('--also-pose-prior', nargs='*', default=[], choices=('none', 'carve', 'union'),
+    p.add_argument('--also-pose-prior', nargs='*', default=[], choices=PRIOR_MODES,
                    metavar='MODE', help='also score the model with these pose_prior modes')
     p.add_argument('--frames', type=int, default=10, help='frames spread over the sequence')
     p.add_argument('--inset', type=int, default=0,
