@@ -60,12 +60,18 @@ def _person(x0: int, seed: int) -> Reconstruction:
     return Reconstruction(True, mask, crop, 32.0, v, f, c, v, c, pose=BodyPose(lm, vis))
 
 
-def test_every_person_on_every_topic_and_a_delete_when_one_leaves(ctx):
+def _node_and_probe(ctx):
+    """Return the node on a stubbed pipeline, a probe node, and an executor spinning both."""
     node = MonoPortNode(pipeline_factory=FakePipeline, context=ctx)
     probe = rclpy.create_node('people_probe', context=ctx)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     ex.add_node(probe)
+    return node, probe, ex
+
+
+def test_every_person_on_every_topic_and_a_delete_when_one_leaves(ctx):
+    node, probe, ex = _node_and_probe(ctx)
     got: dict[str, list] = {t: [] for t in TOPICS}
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     for topic, typ in TOPICS.items():
@@ -156,11 +162,7 @@ def test_every_person_on_every_topic_and_a_delete_when_one_leaves(ctx):
 
 
 def test_nobody_in_view_deletes_everyone_and_publishes_empty_tables(ctx):
-    node = MonoPortNode(pipeline_factory=FakePipeline, context=ctx)
-    probe = rclpy.create_node('people_probe', context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    ex.add_node(probe)
+    node, probe, ex = _node_and_probe(ctx)
     got: dict[str, list] = {'mesh_markers': [], 'people': [], 'mask': []}
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     probe.create_subscription(MarkerArray, f'{NODE}/mesh_markers', got['mesh_markers'].append,
